@@ -1,0 +1,26 @@
+"""dpo-jax: fully decentralized cooperative MARL in JAX.
+
+Quick use::
+
+    import jax, dpo_jax
+    env = dpo_jax.make_env("mpe_spread", num_agents=5)
+    cfg = dpo_jax.TrainConfig(algo="dpo", d_target=0.01, total_timesteps=1_000_000)
+    train = dpo_jax.make_train(cfg, env)
+    res = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 5))
+    res.metrics["episode_return"]   # [5, num_updates]
+"""
+
+from dpo_jax.config import ALGORITHMS, PAPER_D_TARGET, TrainConfig, paper_config
+from dpo_jax.envs import JaxMARLAdapter, MultiAgentEnv, list_envs, make_env, register_env
+from dpo_jax.objectives import ObjectiveParams, objective_params, stack_params
+from dpo_jax.rollout import random_policy_return
+from dpo_jax.train import TrainResult, make_train, num_updates
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALGORITHMS", "PAPER_D_TARGET", "JaxMARLAdapter", "MultiAgentEnv", "ObjectiveParams",
+    "TrainConfig", "TrainResult", "list_envs", "make_env", "make_train", "num_updates",
+    "objective_params", "paper_config", "random_policy_return", "register_env",
+    "stack_params",
+]

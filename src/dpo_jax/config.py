@@ -1,0 +1,191 @@
+"""Typed, validated configuration and the paper's presets (Appendix B, Table 2).
+
+``TrainConfig`` holds everything that shapes the compiled program (sizes, network,
+optimiser, the static choices between the paper's and the reference code's
+variants). The numbers that select an algorithm of the objective family and its
+adaptive-coefficient rule live in :class:`dpo_jax.objectives.ObjectiveParams`,
+an array pytree built from the config, so that algorithms and ``d_target``
+values can be swept with ``vmap`` inside one compiled program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal, Optional
+
+ALGORITHMS: tuple[str, ...] = ("dpo", "ippo", "ippo_kl", "dpo_no_sqrt", "dpo_no_kl")
+"""Members of the policy-objective family. ``dpo_no_sqrt`` is the paper's name for
+IPPO-KL (the same objective); both names are accepted."""
+
+SqrtKLForm = Literal["sqrt_of_mean", "mean_of_sqrt"]
+BetaSqrtRule = Literal["kl", "sqrt_kl"]
+NanPolicy = Literal["raise", "ignore"]
+
+# d_target per environment family (paper, Appendix B).
+PAPER_D_TARGET: dict[str, float] = {
+    "stochastic_game": 0.1,
+    "mpe": 0.01,
+    "mamujoco": 0.001,
+    "smax": 0.02,
+}
+
+
+def _require(cond: bool, field: str, value: object, expected: str) -> None:
+    if not cond:
+        raise ValueError(f"TrainConfig.{field}={value!r} is invalid: expected {expected}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Configuration of one training run (defaults: the paper's Table 2 and the
+    reference code's common hyperparameters).
+
+    Sizes
+      total_timesteps: environment steps in total (one step of one env counts once,
+        whatever the number of agents). Rounded down to whole updates.
+      num_envs: parallel environments.
+      num_steps: rollout length per env and update; ``None`` uses the env's
+        episode limit (one episode per env per update, as the reference code).
+      num_epochs, num_minibatches: passes over each batch and splits per pass.
+
+    Objective (see ``objectives.py`` for the maths)
+      algo: one of ``ALGORITHMS``.
+      clip_eps: IPPO's ratio clip (0.2).
+      d_target, delta, omega: eq. 20's target KL and adaptation constants.
+      init_beta_sqrt, init_beta_kl: initial beta_1, beta_2 (0.01).
+      beta_min, beta_max: betas are clipped to this range (reference code).
+      sqrt_kl_form: ``"sqrt_of_mean"`` = sqrt(E[KL]) (eq. 19, default) or
+        ``"mean_of_sqrt"`` = E[sqrt(KL)] (reference code).
+      scale_adv_by_num_agents: the 1/N on the advantage term of eq. 19 (paper: on;
+        reference code: off). Applies to the KL-penalised members, not to IPPO.
+      shared_betas: one beta pair for all agents, adapted with the agents' mean
+        statistic (reference code's default) instead of per agent (paper).
+      beta_sqrt_rule: ``"kl"`` adapts beta_1 with KL vs d_target like beta_2
+        (eq. 20) or ``"sqrt_kl"`` with E[sqrt KL] vs sqrt(d_target) (reference code).
+      kl_sqrt_eps: added under the square root; keeps gradients finite at KL = 0.
+      entropy_coef, value_coef, value_clip: entropy bonus, value-loss weight and
+        clipped value loss range (``None`` disables the clip).
+      normalize_advantages: standardise advantages per agent over the minibatch
+        (the MAPPO code base the paper builds on does; the paper is silent).
+
+    Optimisation and networks
+      actor_lr, critic_lr, adam_eps, max_grad_norm: Adam per agent and network,
+        gradients clipped per agent and network by global norm.
+      gamma, gae_lambda: discount and GAE lambda.
+      hidden_size, num_hidden_layers: MLP width and depth ("3-layer MLP" = 2
+        hidden ReLU layers + output head).
+      hidden_layer_norm: LayerNorm after each hidden layer (as MAPPO's MLPBase);
+        the input is always LayerNorm-ed.
+      init_log_std: initial state-independent log-std of Gaussian policies.
+      share_params: one parameter set for all agents (JaxMARL-style IPPO); the
+        paper's setting is False (fully decentralized).
+
+    Safety
+      nan_policy: ``"raise"`` stops the run with an error naming the update when a
+        loss or gradient is not finite; ``"ignore"`` trains on.
+    """
+
+    algo: str = "dpo"
+    total_timesteps: int = 1_000_000
+    num_envs: int = 64
+    num_steps: Optional[int] = None
+    num_epochs: int = 15
+    num_minibatches: int = 1
+
+    clip_eps: float = 0.2
+    d_target: float = 0.01
+    delta: float = 1.5
+    omega: float = 2.0
+    init_beta_sqrt: float = 0.01
+    init_beta_kl: float = 0.01
+    beta_min: float = 1e-3
+    beta_max: float = 1e3
+    sqrt_kl_form: SqrtKLForm = "sqrt_of_mean"
+    scale_adv_by_num_agents: bool = True
+    shared_betas: bool = False
+    beta_sqrt_rule: BetaSqrtRule = "kl"
+    kl_sqrt_eps: float = 1e-12
+    entropy_coef: float = 0.01
+    value_coef: float = 1.0
+    value_clip: Optional[float] = 0.2
+    normalize_advantages: bool = True
+
+    actor_lr: float = 5e-4
+    critic_lr: float = 5e-4
+    adam_eps: float = 1e-5
+    max_grad_norm: float = 10.0
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    hidden_size: int = 128
+    num_hidden_layers: int = 2
+    hidden_layer_norm: bool = True
+    init_log_std: float = 0.0
+    share_params: bool = False
+
+    nan_policy: NanPolicy = "raise"
+
+    def __post_init__(self) -> None:
+        _require(self.algo in ALGORITHMS, "algo", self.algo, f"one of {ALGORITHMS}")
+        for name in ("total_timesteps", "num_envs", "num_epochs", "num_minibatches",
+                     "hidden_size", "num_hidden_layers"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and value > 0, name, value, "a positive int")
+        _require(self.num_steps is None or (isinstance(self.num_steps, int)
+                 and self.num_steps > 0), "num_steps", self.num_steps,
+                 "None or a positive int")
+        for name in ("d_target", "actor_lr", "critic_lr", "adam_eps", "max_grad_norm",
+                     "clip_eps", "beta_min", "init_beta_sqrt", "init_beta_kl"):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and value > 0, name, value, "a finite number > 0")
+        _require(self.delta > 1, "delta", self.delta, "a number > 1")
+        _require(self.omega > 1, "omega", self.omega, "a number > 1")
+        _require(self.beta_max > self.beta_min, "beta_max", self.beta_max,
+                 f"a number > beta_min={self.beta_min}")
+        _require(0 < self.gamma <= 1, "gamma", self.gamma, "a number in (0, 1]")
+        _require(0 <= self.gae_lambda <= 1, "gae_lambda", self.gae_lambda, "a number in [0, 1]")
+        _require(self.entropy_coef >= 0, "entropy_coef", self.entropy_coef, "a number >= 0")
+        _require(self.value_coef > 0, "value_coef", self.value_coef, "a number > 0")
+        _require(self.value_clip is None or self.value_clip > 0, "value_clip",
+                 self.value_clip, "None or a number > 0")
+        _require(self.kl_sqrt_eps >= 0, "kl_sqrt_eps", self.kl_sqrt_eps, "a number >= 0")
+        _require(self.sqrt_kl_form in ("sqrt_of_mean", "mean_of_sqrt"), "sqrt_kl_form",
+                 self.sqrt_kl_form, "'sqrt_of_mean' (paper) or 'mean_of_sqrt' (code)")
+        _require(self.beta_sqrt_rule in ("kl", "sqrt_kl"), "beta_sqrt_rule",
+                 self.beta_sqrt_rule, "'kl' (paper) or 'sqrt_kl' (code)")
+        _require(self.nan_policy in ("raise", "ignore"), "nan_policy", self.nan_policy,
+                 "'raise' or 'ignore'")
+        if self.num_steps is not None:
+            self.check_batch(self.num_steps)
+
+    def check_batch(self, num_steps: int) -> None:
+        """Check that a batch of ``num_envs * num_steps`` splits into the minibatches."""
+        batch = self.num_envs * num_steps
+        if batch % self.num_minibatches:
+            raise ValueError(
+                f"TrainConfig.num_minibatches={self.num_minibatches} does not divide the "
+                f"batch num_envs*num_steps = {self.num_envs}*{num_steps} = {batch}"
+            )
+        if self.total_timesteps < batch:
+            raise ValueError(
+                f"TrainConfig.total_timesteps={self.total_timesteps} is smaller than one "
+                f"update's batch num_envs*num_steps = {batch}"
+            )
+
+    def replace(self, **changes: object) -> "TrainConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def paper_config(env_family: str, **overrides: object) -> TrainConfig:
+    """The paper's configuration for an environment family (Appendix B).
+
+    ``env_family`` is one of ``PAPER_D_TARGET``'s keys; only ``d_target`` differs
+    between families. ``overrides`` replace any other field.
+    """
+    if env_family not in PAPER_D_TARGET:
+        raise ValueError(
+            f"unknown env family {env_family!r}; expected one of {sorted(PAPER_D_TARGET)}"
+        )
+    fields = {"d_target": PAPER_D_TARGET[env_family], **overrides}
+    return TrainConfig(**fields)  # type: ignore[arg-type]

@@ -1,0 +1,26 @@
+"""Environments in the stacked-array protocol and the ``make_env`` registry."""
+
+from dpo_jax.envs.base import (
+    ActionSpec,
+    ContinuousActions,
+    DiscreteActions,
+    EnvStep,
+    MultiAgentEnv,
+)
+from dpo_jax.envs.jaxmarl_adapter import JaxMARLAdapter, make_jaxmarl_env, make_mpe_spread
+from dpo_jax.envs.registry import list_envs, make_env, register_env
+from dpo_jax.envs.stochastic_game import (
+    StochasticGame,
+    make_small_stochastic_game,
+    make_stochastic_game,
+)
+
+register_env("mpe_spread", make_mpe_spread)
+register_env("jaxmarl", make_jaxmarl_env)
+register_env("stochastic_game", make_stochastic_game)
+register_env("stochastic_game_small", make_small_stochastic_game)
+
+__all__ = [
+    "ActionSpec", "ContinuousActions", "DiscreteActions", "EnvStep", "JaxMARLAdapter",
+    "MultiAgentEnv", "StochasticGame", "list_envs", "make_env", "register_env",
+]

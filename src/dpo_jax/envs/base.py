@@ -1,0 +1,141 @@
+"""The stacked-array environment protocol every trainer in dpo-jax consumes.
+
+All agents of a cooperative task are stacked on a leading axis of length
+``num_agents``: observations ``[N, obs_dim]``, rewards ``[N]``, actions ``[N]``
+(discrete) or ``[N, action_dim]`` (continuous). An environment is a plain Python
+object holding static data (shapes, tables); its ``reset`` and ``step`` are pure
+JAX functions, so they can be ``jit``-ed, ``vmap``-ed over environments and
+``scan``-ned over time.
+
+Episode ends come in two kinds, which the trainer treats differently:
+
+* ``terminated``: the episode reached a terminal state; the value of what follows
+  is zero (no bootstrap).
+* ``truncated``: the episode was cut by a time limit; the return continues in
+  principle, so advantage estimation bootstraps from the value of the final
+  observation.
+
+``step`` never resets: the trainer's rollout does (``rollout.py``), which lets it
+keep the final observation of a truncated episode for the bootstrap.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, Callable, NamedTuple, Union
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscreteActions:
+    """Each agent picks one of ``num_actions`` actions (possibly masked)."""
+
+    num_actions: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ContinuousActions:
+    """Each agent outputs a vector in the box ``[low, high]^action_dim``."""
+
+    action_dim: int
+    low: float = -1.0
+    high: float = 1.0
+
+
+ActionSpec = Union[DiscreteActions, ContinuousActions]
+
+
+class EnvStep(NamedTuple):
+    """What ``reset`` and ``step`` return (one environment, all agents stacked).
+
+    Attributes:
+      state: the environment's own state pytree.
+      obs: ``[N, obs_dim]`` float32 observation of each agent after the step.
+      avail_actions: ``[N, num_actions]`` bool mask of the actions each agent may
+        take next (all True when the env has no mask; ``[N, 1]`` for continuous).
+      reward: ``[N]`` float32 reward of each agent for this step (zeros on reset).
+      terminated: ``[]`` bool, the episode ended in a terminal state.
+      truncated: ``[]`` bool, the episode was cut by the time limit.
+      info: dict of ``[]`` float32 per-episode quantities that are meaningful at the
+        episode's last step (e.g. ``won``); the rollout averages them over the
+        episodes that finish. Same keys on reset and step.
+    """
+
+    state: Any
+    obs: Array
+    avail_actions: Array
+    reward: Array
+    terminated: Array
+    truncated: Array
+    info: dict[str, Array]
+
+
+class MultiAgentEnv(abc.ABC):
+    """Base class of the stacked-array environments.
+
+    Subclasses set ``name``, ``num_agents``, ``obs_dim``, ``action_spec`` and
+    ``max_steps`` (the episode time limit) and implement ``reset`` and ``step``.
+    They may implement ``policy_metrics`` to report exact quantities of a policy
+    (the stochastic game reports J(pi) and J(pi)/J*).
+    """
+
+    name: str
+    num_agents: int
+    obs_dim: int
+    action_spec: ActionSpec
+    max_steps: int
+
+    @abc.abstractmethod
+    def reset(self, key: Array) -> EnvStep:
+        """Start an episode."""
+
+    @abc.abstractmethod
+    def step(self, key: Array, state: Any, actions: Array) -> EnvStep:
+        """Advance one step without resetting at the episode's end."""
+
+    @property
+    def is_discrete(self) -> bool:
+        return isinstance(self.action_spec, DiscreteActions)
+
+    @property
+    def mask_dim(self) -> int:
+        """Width of ``avail_actions``: the number of discrete actions, else 1."""
+        spec = self.action_spec
+        return spec.num_actions if isinstance(spec, DiscreteActions) else 1
+
+    def policy_metrics(
+        self, action_probs: Callable[[Array], Array]
+    ) -> dict[str, Array]:
+        """Exact metrics of a policy, computed inside the compiled program.
+
+        Args:
+          action_probs: maps observations ``[B, N, obs_dim]`` to the stacked
+            agents' action probabilities ``[B, N, num_actions]``.
+
+        Returns:
+          A dict of scalar arrays; empty for environments without exact metrics.
+        """
+        del action_probs
+        return {}
+
+    def random_actions(self, key: Array, avail_actions: Array) -> Array:
+        """Uniformly random valid actions for all agents (for baselines and benches)."""
+        spec = self.action_spec
+        if isinstance(spec, DiscreteActions):
+            logits = jnp.where(avail_actions, 0.0, -jnp.inf)
+            return jax.random.categorical(key, logits, axis=-1)
+        return jax.random.uniform(
+            key, (self.num_agents, spec.action_dim), minval=spec.low, maxval=spec.high
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, num_agents={self.num_agents}, "
+            f"obs_dim={self.obs_dim}, action_spec={self.action_spec}, "
+            f"max_steps={self.max_steps})"
+        )

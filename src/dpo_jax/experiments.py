@@ -1,0 +1,245 @@
+"""Seeds and hyperparameter sweeps as one compiled call, progress, results files, plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import pathlib
+import sys
+import time
+from typing import Any, Mapping, NamedTuple, Optional, TextIO
+
+import jax
+import numpy as np
+
+from dpo_jax.config import TrainConfig
+from dpo_jax.envs.base import MultiAgentEnv
+from dpo_jax.objectives import ObjectiveParams
+from dpo_jax.train import TrainResult, make_train, num_updates, rollout_length
+
+# Two-sided 95% Student-t quantiles by degrees of freedom (n_seeds - 1).
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365,
+        8: 2.306, 9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def t95(num_samples: int) -> float:
+    """Two-sided 95% Student-t quantile for a mean of ``num_samples`` values."""
+    df = num_samples - 1
+    if df < 1:
+        return float("nan")
+    for bound in sorted(_T95):
+        if df <= bound:
+            return _T95[bound]
+    return 1.96
+
+
+def mean_ci95(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over axis 0 and the half-width of its 95% confidence interval."""
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[0]
+    mean = np.nanmean(values, axis=0)
+    if n < 2:
+        return mean, np.zeros_like(mean)
+    sem = np.nanstd(values, axis=0, ddof=1) / math.sqrt(n)
+    return mean, t95(n) * sem
+
+
+class ProgressPrinter:
+    """Host-side progress for ``make_train(progress=...)``.
+
+    Under ``vmap`` over R runs the callback fires once per run and update; the
+    printer waits for all R, then prints one line with the mean over runs of the
+    episode return, the KL and the betas, and the env steps per second (all runs,
+    wall time since the first update finished).
+    """
+
+    def __init__(self, num_runs: int, total_updates: int, every: int = 1,
+                 stream: TextIO = sys.stdout) -> None:
+        self.num_runs = num_runs
+        self.total_updates = total_updates
+        self.every = max(1, every)
+        self.stream = stream
+        self._pending: dict[int, list[Mapping[str, np.ndarray]]] = {}
+        self._t0: Optional[float] = None
+        self._steps0 = 0.0
+
+    def __call__(self, metrics: Mapping[str, np.ndarray]) -> None:
+        update = int(metrics["update"])
+        rows = self._pending.setdefault(update, [])
+        rows.append(metrics)
+        if len(rows) < self.num_runs:
+            return
+        del self._pending[update]
+        steps = float(rows[0]["env_steps"]) * self.num_runs
+        now = time.perf_counter()
+        if self._t0 is None:
+            self._t0, self._steps0 = now, steps
+        last = update + 1 == self.total_updates
+        if update % self.every and not last:
+            return
+        elapsed = now - self._t0
+        rate = (steps - self._steps0) / elapsed if elapsed > 0 else float("nan")
+        ret = np.nanmean([float(r["episode_return"]) for r in rows])
+        kl = np.mean([np.mean(r["kl"]) for r in rows])
+        beta = np.mean([np.mean(r["beta_kl"]) for r in rows])
+        extra = ""
+        if "optimality_ratio" in rows[0]:
+            extra = f"  J/J* {np.mean([float(r['optimality_ratio']) for r in rows]):.3f}"
+        print(
+            f"update {update + 1:>5}/{self.total_updates}  env steps "
+            f"{int(rows[0]['env_steps']):>10,}  steps/s {rate:>9,.0f}  "
+            f"return {ret:>9.3f}  kl {kl:.4f}  beta2 {beta:.3g}{extra}",
+            file=self.stream, flush=True,
+        )
+
+
+class RunOutput(NamedTuple):
+    """Results of :func:`run`; ``result`` and ``metrics`` have a leading run axis."""
+
+    result: TrainResult
+    metrics: dict[str, np.ndarray]
+    compile_s: float
+    run_s: float
+    env_steps_per_s: float
+
+
+def env_is_pytree(env: MultiAgentEnv) -> bool:
+    """Whether ``env`` is a JAX pytree of arrays (and can be a ``jit`` argument)."""
+    leaves = jax.tree.leaves(env)
+    return bool(leaves) and all(isinstance(x, (jax.Array, np.ndarray)) for x in leaves)
+
+
+def run(
+    cfg: TrainConfig,
+    env: MultiAgentEnv,
+    keys: jax.Array,
+    obj: Optional[ObjectiveParams] = None,
+    progress: bool | int = True,
+    stream: TextIO = sys.stdout,
+) -> RunOutput:
+    """Train ``len(keys)`` runs as one compiled ``vmap`` (seeds, and sweeps via ``obj``
+    with a matching leading axis). ``progress``: False, True (every update) or a
+    print interval in updates. Compile and run times are measured separately."""
+    num_runs = keys.shape[0]
+    n_updates = num_updates(cfg, env)
+    printer = None
+    if progress:
+        every = 1 if progress is True else int(progress)
+        printer = ProgressPrinter(num_runs, n_updates, every, stream)
+    train = make_train(cfg, env, progress=printer)
+    obj_axis = None if obj is None else 0
+    if env_is_pytree(env):
+        # large tables travel as an argument, not a closure: see make_train
+        vmapped = jax.vmap(train, in_axes=(0, obj_axis, None))
+        args = (keys, obj, env)
+    else:
+        vmapped = jax.vmap(lambda k, o: train(k, o), in_axes=(0, obj_axis))
+        args = (keys, obj)
+    t0 = time.perf_counter()
+    compiled = jax.jit(vmapped).lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result: TrainResult = jax.block_until_ready(compiled(*args))
+    run_s = time.perf_counter() - t0
+    total_steps = n_updates * cfg.num_envs * rollout_length(cfg, env) * num_runs
+    return RunOutput(
+        result=result,
+        metrics=jax.tree.map(np.asarray, result.metrics),
+        compile_s=compile_s,
+        run_s=run_s,
+        env_steps_per_s=total_steps / run_s,
+    )
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        return np.where(np.isfinite(x), x, np.nan).tolist() if x.dtype.kind == "f" else x.tolist()
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, Mapping):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def save_metrics(out_dir: str | pathlib.Path, name: str,
+                 metrics: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> list[pathlib.Path]:
+    """Write ``{name}.json`` (all metrics, every run) and ``{name}.csv`` (per update:
+    env steps and the mean over runs, and over agents, of every metric)."""
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / f"{name}.json"
+    json_path.write_text(json.dumps(
+        {"meta": _jsonable(dict(meta)), "metrics": _jsonable(dict(metrics))},
+        allow_nan=True))
+    csv_path = out / f"{name}.csv"
+    keys = sorted(metrics)
+    columns = {}
+    for k in keys:
+        v = np.asarray(metrics[k], dtype=np.float64)
+        # [runs, updates, ...] -> per update mean over runs and trailing axes
+        columns[k] = np.nanmean(v.reshape(v.shape[0], v.shape[1], -1), axis=(0, 2))
+    with csv_path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(keys)
+        for i in range(len(columns[keys[0]])):
+            writer.writerow([f"{columns[k][i]:.6g}" for k in keys])
+    return [json_path, csv_path]
+
+
+def plot_curves(
+    path: str | pathlib.Path,
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    title: str = "",
+    ylabel: str = "episode return",
+    hlines: Optional[Mapping[str, float]] = None,
+) -> pathlib.Path:
+    """Learning curves, mean over runs with a 95% confidence band.
+
+    ``curves`` maps a label to ``(env_steps [U], values [runs, U])``; ``hlines``
+    maps a label to a constant drawn as a dashed line (e.g. a random policy).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, (steps, values) in curves.items():
+        mean, half = mean_ci95(values)
+        line, = ax.plot(steps, mean, label=f"{label} (n={np.asarray(values).shape[0]})")
+        ax.fill_between(steps, mean - half, mean + half, alpha=0.2, color=line.get_color())
+    for label, value in (hlines or {}).items():
+        ax.axhline(value, linestyle="--", color="gray" if "random" in label else "black",
+                   label=label)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def summarize_final(values: np.ndarray, last_fraction: float = 0.1) -> tuple[float, float]:
+    """Mean and 95% CI half-width over runs of each run's mean over its last
+    ``last_fraction`` of updates (at least one)."""
+    values = np.asarray(values, dtype=np.float64)
+    k = max(1, int(round(values.shape[1] * last_fraction)))
+    per_run = np.nanmean(values[:, -k:], axis=1)
+    mean, half = mean_ci95(per_run)
+    return float(mean), float(half)
+
+
+def stack_keys(seed: int, num: int) -> jax.Array:
+    """``num`` independent run keys from one integer seed."""
+    return jax.random.split(jax.random.key(seed), num)
+

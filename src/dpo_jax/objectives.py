@@ -1,0 +1,230 @@
+"""The policy-objective family (DPO, IPPO, IPPO-KL, ablations) and eq. 20's beta rule.
+
+Every member is one formula with numeric switches, so that the algorithm is data
+inside the compiled program (a sweep over algorithms or ``d_target`` is a
+``vmap``). For agent i, with ratio ``r = pi^i(a|o) / pi_old^i(a|o)``, advantage
+``A`` and per-sample analytic ``KL = KL(pi_old^i(.|o) || pi^i(.|o))``:
+
+    surrogate = adv_scale * E[ r A ]                      (use_clip = 0)
+              = adv_scale * E[ min(r A, clip(r, 1-eps, 1+eps) A) ]   (use_clip = 1)
+    loss = -surrogate + sqrt_on * beta_1 * S + kl_on * beta_2 * E[KL] - c_ent * E[H]
+
+with ``S = sqrt(E[KL] + eps)`` (eq. 19, the paper) or ``S = E[sqrt(KL + eps)]`` (the
+reference code). The members:
+
+============  =========  ========  =======  ==========
+algo          use_clip   sqrt_on   kl_on    adv_scale
+============  =========  ========  =======  ==========
+dpo           0          1         1        1/N (paper) or 1
+ippo_kl       0          0         1        1/N (paper) or 1
+dpo_no_sqrt   = ippo_kl
+dpo_no_kl     0          1         0        1/N (paper) or 1
+ippo          1          0         0        1
+============  =========  ========  =======  ==========
+
+eps (``kl_sqrt_eps``) matters: at the first gradient step of each update the new
+policy equals the old one, KL = 0 and d sqrt(x)/dx is infinite there. With
+``eps > 0`` the gradient of the sqrt term is ``grad(KL) / (2 sqrt(KL + eps))``,
+finite, and ``grad(KL) = 0`` at KL = 0, so the step is driven by the advantage.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from dpo_jax.config import TrainConfig
+
+Array = jax.Array
+
+
+class ObjectiveParams(NamedTuple):
+    """Numeric description of one objective-family member and its beta rule.
+
+    All fields are float32 scalars (or arrays with a leading sweep axis when
+    ``vmap``-ed); build them with :func:`objective_params`.
+    """
+
+    use_clip: Array
+    clip_eps: Array
+    sqrt_on: Array
+    kl_on: Array
+    adv_scale: Array
+    d_target: Array
+    delta: Array
+    omega: Array
+    init_beta_sqrt: Array
+    init_beta_kl: Array
+
+
+_SWITCHES: dict[str, tuple[float, float, float, bool]] = {
+    # algo: (use_clip, sqrt_on, kl_on, penalised member -> 1/N applies)
+    "dpo": (0.0, 1.0, 1.0, True),
+    "ippo_kl": (0.0, 0.0, 1.0, True),
+    "dpo_no_sqrt": (0.0, 0.0, 1.0, True),
+    "dpo_no_kl": (0.0, 1.0, 0.0, True),
+    "ippo": (1.0, 0.0, 0.0, False),
+}
+
+
+def objective_params(
+    cfg: TrainConfig, num_agents: int, algo: str | None = None, **overrides: float
+) -> ObjectiveParams:
+    """The ``ObjectiveParams`` of ``algo`` (default ``cfg.algo``) under ``cfg``.
+
+    ``overrides`` replace fields by name, e.g. ``d_target=0.1``.
+    """
+    algo = cfg.algo if algo is None else algo
+    if algo not in _SWITCHES:
+        raise ValueError(f"unknown algo {algo!r}; expected one of {sorted(_SWITCHES)}")
+    unknown = set(overrides) - set(ObjectiveParams._fields)
+    if unknown:
+        raise ValueError(
+            f"unknown ObjectiveParams field(s) {sorted(unknown)}; "
+            f"fields are {ObjectiveParams._fields}"
+        )
+    use_clip, sqrt_on, kl_on, penalised = _SWITCHES[algo]
+    adv_scale = 1.0 / num_agents if (penalised and cfg.scale_adv_by_num_agents) else 1.0
+    values = dict(
+        use_clip=use_clip, clip_eps=cfg.clip_eps, sqrt_on=sqrt_on, kl_on=kl_on,
+        adv_scale=adv_scale, d_target=cfg.d_target, delta=cfg.delta, omega=cfg.omega,
+        init_beta_sqrt=cfg.init_beta_sqrt, init_beta_kl=cfg.init_beta_kl,
+    )
+    values.update(overrides)
+    if not values["d_target"] > 0:
+        raise ValueError(f"d_target must be > 0, got {values['d_target']}")
+    return ObjectiveParams(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+
+
+def stack_params(params: list[ObjectiveParams]) -> ObjectiveParams:
+    """Stack several members along a new leading axis, for ``vmap`` sweeps."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *params)
+
+
+def sqrt_kl_term(kl: Array, form: str, eps: float) -> Array:
+    """The sqrt-KL penalty of eq. 19 from per-sample KLs ``[B]``.
+
+    ``form="sqrt_of_mean"``: sqrt(E[KL] + eps) (paper); ``"mean_of_sqrt"``:
+    E[sqrt(KL + eps)] (reference code). Negative rounding noise in KL is clipped.
+    """
+    kl = jnp.maximum(kl, 0.0)
+    if form == "sqrt_of_mean":
+        return jnp.sqrt(kl.mean() + eps)
+    if form == "mean_of_sqrt":
+        return jnp.sqrt(kl + eps).mean()
+    raise ValueError(f"unknown sqrt_kl_form {form!r}")
+
+
+class PolicyLossAux(NamedTuple):
+    """Diagnostics of one policy-loss evaluation (scalars)."""
+
+    surrogate: Array
+    kl: Array
+    sqrt_kl: Array
+    entropy: Array
+    clip_frac: Array
+
+
+def policy_loss(
+    log_prob: Array,
+    old_log_prob: Array,
+    advantages: Array,
+    kl: Array,
+    entropy: Array,
+    beta_sqrt: Array,
+    beta_kl: Array,
+    obj: ObjectiveParams,
+    *,
+    entropy_coef: float,
+    sqrt_kl_form: str = "sqrt_of_mean",
+    kl_sqrt_eps: float = 1e-12,
+) -> tuple[Array, PolicyLossAux]:
+    """One agent's policy loss (to minimise): minus eq. 19's objective, or IPPO's.
+
+    Args:
+      log_prob, old_log_prob, advantages, kl, entropy: ``[B]`` per-sample values.
+      beta_sqrt, beta_kl: the agent's current beta_1, beta_2 (scalars).
+      obj: the objective-family member (scalars).
+
+    Returns:
+      ``(loss, aux)``; ``aux.sqrt_kl`` is the penalty term ``S`` as used.
+    """
+    chex.assert_rank([log_prob, old_log_prob, advantages, kl, entropy], 1)
+    chex.assert_equal_shape([log_prob, old_log_prob, advantages, kl, entropy])
+    ratio = jnp.exp(log_prob - old_log_prob)
+    unclipped = ratio * advantages
+    clipped = jnp.clip(ratio, 1.0 - obj.clip_eps, 1.0 + obj.clip_eps) * advantages
+    per_sample = jnp.where(obj.use_clip > 0, jnp.minimum(unclipped, clipped), unclipped)
+    surrogate = obj.adv_scale * per_sample.mean()
+    sqrt_kl = sqrt_kl_term(kl, sqrt_kl_form, kl_sqrt_eps)
+    kl_mean = kl.mean()
+    mean_entropy = entropy.mean()
+    loss = (
+        -surrogate
+        + obj.sqrt_on * beta_sqrt * sqrt_kl
+        + obj.kl_on * beta_kl * kl_mean
+        - entropy_coef * mean_entropy
+    )
+    clip_frac = (jnp.abs(ratio - 1.0) > obj.clip_eps).mean()
+    return loss, PolicyLossAux(surrogate, kl_mean, sqrt_kl, mean_entropy, clip_frac)
+
+
+def value_loss(
+    values: Array, old_values: Array, targets: Array, value_clip: float | None
+) -> Array:
+    """Clipped value loss ``0.5 * E[max((V - y)^2, (V_clip - y)^2)]`` (PPO/MAPPO).
+
+    ``V_clip = V_old + clip(V - V_old, -c, c)``; ``value_clip=None`` gives plain MSE/2.
+    """
+    chex.assert_equal_shape([values, old_values, targets])
+    err = jnp.square(values - targets)
+    if value_clip is not None:
+        v_clipped = old_values + jnp.clip(values - old_values, -value_clip, value_clip)
+        err = jnp.maximum(err, jnp.square(v_clipped - targets))
+    return 0.5 * err.mean()
+
+
+def adapt_beta(beta: Array, stat: Array, target: Array, obj: ObjectiveParams,
+               beta_min: float, beta_max: float) -> Array:
+    """Eq. 20 for one coefficient: x omega if ``stat > target * delta``,
+    / omega if ``stat < target / delta``, unchanged otherwise; clipped to
+    ``[beta_min, beta_max]`` (reference code)."""
+    up = stat > target * obj.delta
+    down = stat < target / obj.delta
+    beta = jnp.where(up, beta * obj.omega, jnp.where(down, beta / obj.omega, beta))
+    return jnp.clip(beta, beta_min, beta_max)
+
+
+def adapt_betas(
+    beta_sqrt: Array,
+    beta_kl: Array,
+    kl: Array,
+    sqrt_kl: Array,
+    obj: ObjectiveParams,
+    cfg: TrainConfig,
+) -> tuple[Array, Array]:
+    """Eq. 20 for all agents after an update.
+
+    Args:
+      beta_sqrt, beta_kl: ``[N]`` current beta_1, beta_2.
+      kl: ``[N]`` mean KL(pi_old^i || pi_new^i) over the update's whole batch.
+      sqrt_kl: ``[N]`` mean sqrt(KL) over the batch (used by the code's rule).
+
+    ``cfg.shared_betas`` replaces the statistics by their mean over agents;
+    ``cfg.beta_sqrt_rule == "sqrt_kl"`` adapts beta_1 with ``sqrt_kl`` against
+    ``sqrt(d_target)`` (reference code) instead of ``kl`` against ``d_target``.
+    """
+    chex.assert_equal_shape([beta_sqrt, beta_kl, kl, sqrt_kl])
+    if cfg.shared_betas:
+        kl = jnp.broadcast_to(kl.mean(), kl.shape)
+        sqrt_kl = jnp.broadcast_to(sqrt_kl.mean(), sqrt_kl.shape)
+    new_kl = adapt_beta(beta_kl, kl, obj.d_target, obj, cfg.beta_min, cfg.beta_max)
+    if cfg.beta_sqrt_rule == "sqrt_kl":
+        new_sqrt = adapt_beta(beta_sqrt, sqrt_kl, jnp.sqrt(obj.d_target), obj,
+                              cfg.beta_min, cfg.beta_max)
+    else:
+        new_sqrt = adapt_beta(beta_sqrt, kl, obj.d_target, obj, cfg.beta_min, cfg.beta_max)
+    return new_sqrt, new_kl

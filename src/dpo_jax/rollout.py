@@ -1,0 +1,142 @@
+"""One environment step for all envs and agents, auto-reset, episode statistics.
+
+The batch axis E (parallel environments) leads every array here; agents follow:
+observations ``[E, N, obs_dim]``, rewards ``[E, N]``, episode ends ``[E]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from dpo_jax.envs.base import ContinuousActions, EnvStep, MultiAgentEnv
+
+Array = jax.Array
+
+
+class EnvBatch(NamedTuple):
+    """The running state of E parallel environments between steps."""
+
+    env_state: Any
+    obs: Array  # [E, N, obs_dim]
+    avail: Array  # [E, N, mask_dim]
+    episode_return: Array  # [E, N] return so far of the running episode
+    episode_length: Array  # [E] int32
+
+
+class StepRecord(NamedTuple):
+    """What one step of E envs produced, as the trainer stores it."""
+
+    reward: Array  # [E, N]
+    terminated: Array  # [E] bool
+    done: Array  # [E] bool, terminated or truncated
+    next_obs: Array  # [E, N, obs_dim] observation after the step, before any reset
+    finished_return: Array  # [E, N] return of the episode that ended here, else 0
+    finished_length: Array  # [E] length of the episode that ended here, else 0
+    info: dict[str, Array]  # [E] per-episode info of the env at this step
+
+
+def _where_done(done: Array, if_done: Any, otherwise: Any) -> Any:
+    def pick(a: Array, b: Array) -> Array:
+        mask = done.reshape(done.shape + (1,) * (a.ndim - done.ndim))
+        return jnp.where(mask, a, b)
+
+    return jax.tree.map(pick, if_done, otherwise)
+
+
+def reset_envs(env: MultiAgentEnv, key: Array, num_envs: int) -> EnvBatch:
+    """Reset ``num_envs`` environments."""
+    first: EnvStep = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+    return EnvBatch(
+        env_state=first.state,
+        obs=first.obs,
+        avail=first.avail_actions,
+        episode_return=jnp.zeros((num_envs, env.num_agents), jnp.float32),
+        episode_length=jnp.zeros((num_envs,), jnp.int32),
+    )
+
+
+def env_actions(env: MultiAgentEnv, actions: Array) -> Array:
+    """Actions as the env takes them: continuous actions clipped to the box."""
+    spec = env.action_spec
+    if isinstance(spec, ContinuousActions):
+        return jnp.clip(actions, spec.low, spec.high)
+    return actions
+
+
+def step_envs(
+    env: MultiAgentEnv, batch: EnvBatch, actions: Array, key: Array
+) -> tuple[EnvBatch, StepRecord]:
+    """Step E envs with ``actions`` ``[E, N(, D)]`` and reset those whose episode ended."""
+    num_envs = batch.obs.shape[0]
+    step_key, reset_key = jax.random.split(key)
+    out: EnvStep = jax.vmap(env.step)(
+        jax.random.split(step_key, num_envs), batch.env_state, env_actions(env, actions)
+    )
+    fresh: EnvStep = jax.vmap(env.reset)(jax.random.split(reset_key, num_envs))
+    done = out.terminated | out.truncated
+    episode_return = batch.episode_return + out.reward
+    episode_length = batch.episode_length + 1
+    new_batch = EnvBatch(
+        env_state=_where_done(done, fresh.state, out.state),
+        obs=_where_done(done, fresh.obs, out.obs),
+        avail=_where_done(done, fresh.avail_actions, out.avail_actions),
+        episode_return=_where_done(done, jnp.zeros_like(episode_return), episode_return),
+        episode_length=jnp.where(done, 0, episode_length),
+    )
+    record = StepRecord(
+        reward=out.reward,
+        terminated=out.terminated,
+        done=done,
+        next_obs=out.obs,
+        finished_return=_where_done(done, episode_return, jnp.zeros_like(episode_return)),
+        finished_length=jnp.where(done, episode_length, 0),
+        info=out.info,
+    )
+    return new_batch, record
+
+
+def episode_stats(records: StepRecord) -> dict[str, Array]:
+    """Mean return (over agents and finished episodes), length and info of the
+    episodes that ended within ``records`` (leading axes: time, env).
+
+    ``episodes`` counts them; the means are NaN when none ended.
+    """
+    done = records.done.astype(jnp.float32)
+    count = done.sum()
+    safe = jnp.maximum(count, 1.0)
+    nan_if_none = jnp.where(count > 0, 1.0, jnp.nan)
+    stats = {
+        "episode_return": records.finished_return.mean(-1).sum() / safe * nan_if_none,
+        "episode_length": records.finished_length.sum() / safe * nan_if_none,
+        "episodes": count,
+    }
+    for name, value in records.info.items():
+        stats[name] = (value * done).sum() / safe * nan_if_none
+    return stats
+
+
+def random_policy_return(
+    env: MultiAgentEnv, key: Array, num_envs: int = 64, num_steps: int | None = None
+) -> dict[str, Array]:
+    """Episode statistics of the uniformly random (valid-action) policy.
+
+    Runs ``num_envs`` envs for ``num_steps`` steps (default: two episode limits) in
+    one compiled scan and averages over the episodes that ended.
+    """
+    steps = num_steps if num_steps is not None else 2 * env.max_steps
+    init_key, run_key = jax.random.split(key)
+    batch = reset_envs(env, init_key, num_envs)
+
+    def body(batch: EnvBatch, step_key: Array) -> tuple[EnvBatch, StepRecord]:
+        act_key, env_key = jax.random.split(step_key)
+        actions = jax.vmap(env.random_actions)(
+            jax.random.split(act_key, num_envs), batch.avail
+        )
+        return step_envs(env, batch, actions, env_key)
+
+    _, records = jax.lax.scan(body, batch, jax.random.split(run_key, steps))
+    return episode_stats(records)
+

@@ -1,0 +1,334 @@
+"""``make_train``: one whole training run as one pure, compiled function of a PRNG key.
+
+An outer ``lax.scan`` over updates; each update
+
+1. rolls out ``num_steps`` steps of ``num_envs`` envs (``lax.scan`` over steps,
+   ``vmap`` over envs, auto-reset; the agents act with ``vmap`` over their stacked
+   parameters) -- ``rollout.py``;
+2. computes per-agent GAE with termination vs truncation -- ``advantages.py``;
+3. runs ``num_epochs`` x ``num_minibatches`` gradient steps of the objective family
+   (``objectives.py``), each agent on its own loss and optimiser -- ``agents.py``;
+4. measures KL(pi_old^i || pi_new^i) on the whole batch and adapts beta_1^i,
+   beta_2^i (eq. 20).
+
+The algorithm is data (``ObjectiveParams``), so ``jax.vmap(train)(keys, params)``
+sweeps seeds, algorithms or ``d_target`` in one compile.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dpo_jax import agents as agents_lib
+from dpo_jax.advantages import gae
+from dpo_jax.agents import Agents, AgentState
+from dpo_jax.config import TrainConfig
+from dpo_jax.envs.base import MultiAgentEnv
+from dpo_jax.networks import action_probs, distribution, kl_divergence
+from dpo_jax.objectives import (
+    ObjectiveParams,
+    PolicyLossAux,
+    adapt_betas,
+    objective_params,
+    policy_loss,
+    value_loss,
+)
+from dpo_jax.rollout import EnvBatch, StepRecord, episode_stats, reset_envs, step_envs
+
+Array = jax.Array
+ProgressFn = Callable[[dict[str, np.ndarray]], None]
+
+
+class Transition(NamedTuple):
+    """One rollout step of E envs, agents stacked: leaves ``[E, N, ...]`` / ``[E]``."""
+
+    obs: Array
+    avail: Array
+    action: Array
+    log_prob: Array
+    dist_params: Array
+    value: Array
+    step: StepRecord
+
+
+class Batch(NamedTuple):
+    """Training samples flattened over time and envs: leaves ``[B, N, ...]``."""
+
+    obs: Array
+    avail: Array
+    action: Array
+    log_prob: Array
+    dist_params: Array
+    value: Array
+    advantage: Array
+    target: Array
+
+
+class TrainState(NamedTuple):
+    """The carry of the outer scan."""
+
+    agents: AgentState
+    beta_sqrt: Array  # [N] beta_1 of eq. 19
+    beta_kl: Array  # [N] beta_2 of eq. 19
+    env_batch: EnvBatch
+    last_return: Array  # mean return of the last episodes that finished
+    key: Array
+
+
+class TrainResult(NamedTuple):
+    """What ``train(key)`` returns; ``metrics`` leaves are ``[num_updates, ...]``."""
+
+    agents: AgentState
+    beta_sqrt: Array
+    beta_kl: Array
+    metrics: dict[str, Array]
+
+
+def rollout(
+    env: MultiAgentEnv, agents: Agents, params: Any, env_batch: EnvBatch, key: Array,
+    num_steps: int,
+) -> tuple[EnvBatch, Transition]:
+    """``num_steps`` steps of all envs with the current policies (``lax.scan``)."""
+
+    def one_step(batch: EnvBatch, step_key: Array) -> tuple[EnvBatch, Transition]:
+        act_key, env_key = jax.random.split(step_key)
+        dist_params = agents_lib.policy_params(agents, params, batch.obs, batch.avail)
+        dist = distribution(dist_params, agents.action_spec)
+        action, log_prob = dist.sample_and_log_prob(seed=act_key)
+        value = agents_lib.values(agents, params, batch.obs)
+        new_batch, record = step_envs(env, batch, action, env_key)
+        return new_batch, Transition(batch.obs, batch.avail, action, log_prob,
+                                     dist_params, value, record)
+
+    return jax.lax.scan(one_step, env_batch, jax.random.split(key, num_steps))
+
+
+def make_batch(agents: Agents, params: Any, traj: Transition, cfg: TrainConfig) -> Batch:
+    """GAE per agent (bootstrapping truncated episodes from their final
+    observation), then flatten time x envs into one sample axis."""
+    next_values = agents_lib.values(agents, params, traj.step.next_obs)
+    advantages, targets = gae(
+        traj.step.reward, traj.value, next_values,
+        traj.step.terminated[..., None], traj.step.done[..., None],
+        cfg.gamma, cfg.gae_lambda,
+    )
+    if cfg.normalize_advantages:
+        axes = (0, 1)
+        advantages = (advantages - advantages.mean(axes)) / (advantages.std(axes) + 1e-8)
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+    return Batch(
+        obs=flat(traj.obs), avail=flat(traj.avail), action=flat(traj.action),
+        log_prob=flat(traj.log_prob), dist_params=flat(traj.dist_params),
+        value=flat(traj.value), advantage=flat(advantages), target=flat(targets),
+    )
+
+
+def agent_loss(
+    params: Any, batch: Batch, beta_sqrt: Array, beta_kl: Array, obj: ObjectiveParams,
+    agents: Agents, cfg: TrainConfig,
+) -> tuple[Array, tuple[PolicyLossAux, Array]]:
+    """One agent's actor + critic loss on its samples (leaves ``[B, ...]``)."""
+    new_params = agents.actor.apply(params["actor"], batch.obs, batch.avail)
+    dist = distribution(new_params, agents.action_spec)
+    log_prob = dist.log_prob(batch.action)
+    kl = kl_divergence(batch.dist_params, new_params, agents.action_spec)
+    pi_loss, aux = policy_loss(
+        log_prob, batch.log_prob, batch.advantage, kl, dist.entropy(), beta_sqrt,
+        beta_kl, obj, entropy_coef=cfg.entropy_coef, sqrt_kl_form=cfg.sqrt_kl_form,
+        kl_sqrt_eps=cfg.kl_sqrt_eps,
+    )
+    new_values = agents.critic.apply(params["critic"], batch.obs)
+    v_loss = value_loss(new_values, batch.value, batch.target, cfg.value_clip)
+    return pi_loss + cfg.value_coef * v_loss, (aux, v_loss)
+
+
+def loss_and_grads(
+    agents: Agents, params: Any, batch: Batch, beta_sqrt: Array, beta_kl: Array,
+    obj: ObjectiveParams, cfg: TrainConfig,
+) -> tuple[Array, tuple[PolicyLossAux, Array], Any]:
+    """Per-agent losses ``[N]``, diagnostics and gradients.
+
+    Independent agents: ``vmap`` of ``value_and_grad`` over the agent axis, so the
+    gradient of agent i is of agent i's loss only. Shared parameters: the gradient
+    of the mean of the agents' losses.
+    """
+    grad_fn = jax.value_and_grad(agent_loss, has_aux=True)
+    if not agents.share_params:
+        (loss, aux), grads = jax.vmap(grad_fn, in_axes=(0, 1, 0, 0, None, None, None))(
+            params, batch, beta_sqrt, beta_kl, obj, agents, cfg
+        )
+        return loss, aux, grads
+
+    def mean_loss(shared: Any) -> tuple[Array, tuple[Array, Any]]:
+        losses, aux = jax.vmap(agent_loss, in_axes=(None, 1, 0, 0, None, None, None))(
+            shared, batch, beta_sqrt, beta_kl, obj, agents, cfg
+        )
+        return losses.mean(), (losses, aux)
+
+    (_, (loss, aux)), grads = jax.value_and_grad(mean_loss, has_aux=True)(params)
+    return loss, aux, grads
+
+
+def _grad_norm(agents: Agents, grads: Any) -> Array:
+    if agents.share_params:
+        return optax.global_norm(grads)
+    return jax.vmap(optax.global_norm)(grads)
+
+
+def update_epochs(
+    agents: Agents, state: AgentState, batch: Batch, beta_sqrt: Array, beta_kl: Array,
+    obj: ObjectiveParams, cfg: TrainConfig, key: Array,
+) -> tuple[AgentState, dict[str, Array]]:
+    """``num_epochs`` passes of ``num_minibatches`` shuffled minibatches."""
+    num_samples = batch.obs.shape[0]
+    mb_size = num_samples // cfg.num_minibatches
+
+    def minibatch_step(state: AgentState, mb: Batch) -> tuple[AgentState, dict]:
+        loss, (aux, v_loss), grads = loss_and_grads(
+            agents, state.params, mb, beta_sqrt, beta_kl, obj, cfg)
+        stats = {"loss": loss, "policy_loss": -aux.surrogate, "value_loss": v_loss,
+                 "entropy": aux.entropy, "clip_frac": aux.clip_frac,
+                 "grad_norm": _grad_norm(agents, grads)}
+        return agents_lib.apply_gradients(agents, state, grads), stats
+
+    def epoch(state: AgentState, epoch_key: Array) -> tuple[AgentState, dict]:
+        perm = jax.random.permutation(epoch_key, num_samples)
+        shuffled = jax.tree.map(
+            lambda x: x[perm].reshape((cfg.num_minibatches, mb_size) + x.shape[1:]), batch)
+        return jax.lax.scan(minibatch_step, state, shuffled)
+
+    state, stats = jax.lax.scan(epoch, state, jax.random.split(key, cfg.num_epochs))
+    finite = jnp.all(jnp.stack([jnp.isfinite(v).all() for v in stats.values()]))
+    stats = jax.tree.map(lambda x: x.mean((0, 1)), stats)
+    stats["finite"] = finite
+    return state, stats
+
+
+def batch_kl(agents: Agents, params: Any, batch: Batch) -> tuple[Array, Array]:
+    """Mean KL(pi_old^i || pi_new^i) and mean sqrt-KL per agent over the batch."""
+    new_params = agents_lib.policy_params(agents, params, batch.obs, batch.avail)
+    kl = jnp.maximum(kl_divergence(batch.dist_params, new_params, agents.action_spec), 0.0)
+    return kl.mean(0), jnp.sqrt(kl).mean(0)
+
+
+def _raise_if_not_finite(finite: np.ndarray, update: np.ndarray) -> None:
+    if not bool(finite):
+        raise FloatingPointError(
+            f"non-finite loss or gradient at update {int(update)} (TrainConfig.nan_policy="
+            "'raise'); lower the learning rates, check the env's rewards/observations, "
+            "or set nan_policy='ignore' to train on"
+        )
+
+
+def num_updates(cfg: TrainConfig, env: MultiAgentEnv) -> int:
+    """Updates a run of ``cfg`` makes on ``env``."""
+    return cfg.total_timesteps // (cfg.num_envs * rollout_length(cfg, env))
+
+
+def rollout_length(cfg: TrainConfig, env: MultiAgentEnv) -> int:
+    """Steps per env and update (``cfg.num_steps`` or the env's episode limit)."""
+    return cfg.num_steps if cfg.num_steps is not None else env.max_steps
+
+
+def make_train(
+    cfg: TrainConfig, env: MultiAgentEnv, progress: Optional[ProgressFn] = None
+) -> Callable[..., TrainResult]:
+    """Build ``train(key, obj=None) -> TrainResult``, a pure function.
+
+    Args:
+      cfg: the run's configuration (``cfg.algo`` gives the default objective).
+      env: an environment in the stacked protocol (``dpo_jax.make_env``).
+      progress: optional host function called after every update with that
+        update's metrics as numpy arrays (via ``jax.debug.callback``; under
+        ``vmap`` it is called once per batch element).
+
+    ``obj`` (an :class:`ObjectiveParams`, see ``objective_params``) overrides the
+    algorithm and its numbers; ``vmap`` over it to sweep.
+
+    ``env`` may be passed to ``train`` as an argument too (default: the one given
+    here). Do so for environments that are pytrees of large arrays, such as the
+    default stochastic game (625 MB of tables): a ``jit``-ed function that closes
+    over arrays embeds them in the compiled program as constants (slow compile,
+    several copies in memory), one that receives them as arguments does not::
+
+        jax.jit(jax.vmap(train, in_axes=(0, None, None)))(keys, None, env)
+
+    ``experiments.run`` does this for you.
+    """
+    num_steps = rollout_length(cfg, env)
+    cfg.check_batch(num_steps)
+    agents = agents_lib.make_agents(cfg, env)
+    n_updates = num_updates(cfg, env)
+    steps_per_update = cfg.num_envs * num_steps
+    default_obj = objective_params(cfg, env.num_agents)
+
+    def policy_metrics(env: MultiAgentEnv, params: Any) -> dict[str, Array]:
+        if not env.is_discrete:
+            return {}
+
+        def probs(obs: Array) -> Array:
+            avail = jnp.ones(obs.shape[:-1] + (env.mask_dim,), bool)
+            return action_probs(agents_lib.policy_params(agents, params, obs, avail))
+
+        return env.policy_metrics(probs)
+
+    def update(state: TrainState, update_idx: Array, obj: ObjectiveParams,
+               env: MultiAgentEnv):
+        key, rollout_key, epoch_key = jax.random.split(state.key, 3)
+        params = state.agents.params
+        env_batch, traj = rollout(env, agents, params, state.env_batch, rollout_key,
+                                  num_steps)
+        batch = make_batch(agents, params, traj, cfg)
+        new_agents, stats = update_epochs(agents, state.agents, batch, state.beta_sqrt,
+                                          state.beta_kl, obj, cfg, epoch_key)
+        kl, sqrt_kl = batch_kl(agents, new_agents.params, batch)
+        beta_sqrt, beta_kl = adapt_betas(state.beta_sqrt, state.beta_kl, kl, sqrt_kl,
+                                         obj, cfg)
+        episodes = episode_stats(traj.step)
+        last_return = jnp.where(episodes["episodes"] > 0, episodes["episode_return"],
+                                state.last_return)
+        finite = stats.pop("finite")
+        if cfg.nan_policy == "raise":
+            jax.debug.callback(_raise_if_not_finite, finite, update_idx)
+        metrics = {
+            **{k: v for k, v in episodes.items() if k != "episode_return"},
+            **stats,
+            "update": update_idx,
+            "env_steps": (update_idx + 1) * steps_per_update,
+            "episode_return": last_return,
+            "kl": kl,
+            "sqrt_kl": sqrt_kl,
+            # the coefficients used during this update, before adaptation
+            "beta_sqrt": state.beta_sqrt,
+            "beta_kl": state.beta_kl,
+            **policy_metrics(env, new_agents.params),
+        }
+        if progress is not None:
+            jax.debug.callback(progress, metrics)
+        new_state = TrainState(new_agents, beta_sqrt, beta_kl, env_batch, last_return, key)
+        return new_state, metrics
+
+    def train(key: Array, obj: Optional[ObjectiveParams] = None,
+              env: MultiAgentEnv = env) -> TrainResult:
+        obj = default_obj if obj is None else obj
+        init_key, env_key, run_key = jax.random.split(key, 3)
+        agent_state = agents_lib.init_agents(agents, init_key)
+        ones = jnp.ones((env.num_agents,), jnp.float32)
+        state = TrainState(
+            agents=agent_state,
+            beta_sqrt=ones * obj.init_beta_sqrt,
+            beta_kl=ones * obj.init_beta_kl,
+            env_batch=reset_envs(env, env_key, cfg.num_envs),
+            last_return=jnp.array(jnp.nan, jnp.float32),
+            key=run_key,
+        )
+        state, metrics = jax.lax.scan(
+            lambda s, i: update(s, i, obj, env), state, jnp.arange(n_updates))
+        return TrainResult(state.agents, state.beta_sqrt, state.beta_kl, metrics)
+
+    return train
