@@ -196,11 +196,14 @@ def plot_curves(
     title: str = "",
     ylabel: str = "episode return",
     hlines: Optional[Mapping[str, float]] = None,
+    smooth: Optional[int] = None,
 ) -> pathlib.Path:
     """Learning curves, mean over runs with a 95% confidence band.
 
     ``curves`` maps a label to ``(env_steps [U], values [runs, U])``; ``hlines``
     maps a label to a constant drawn as a dashed line (e.g. a random policy).
+    Each run is first smoothed by a trailing moving average over ``smooth``
+    updates (default: U / 40, at least 1); the band is the 95% CI over runs.
     """
     import matplotlib
 
@@ -209,7 +212,8 @@ def plot_curves(
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for label, (steps, values) in curves.items():
-        mean, half = mean_ci95(values)
+        window = smooth if smooth is not None else max(1, len(steps) // 40)
+        mean, half = mean_ci95(moving_average(np.asarray(values, np.float64), window))
         line, = ax.plot(steps, mean, label=f"{label} (n={np.asarray(values).shape[0]})")
         ax.fill_between(steps, mean - half, mean + half, alpha=0.2, color=line.get_color())
     for label, value in (hlines or {}).items():
@@ -227,6 +231,22 @@ def plot_curves(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average along the last axis, ignoring NaNs (same length)."""
+    if window <= 1:
+        return values
+    finite = np.isfinite(values)
+    csum = np.cumsum(np.where(finite, values, 0.0), axis=-1)
+    ccount = np.cumsum(finite, axis=-1)
+    pad = np.zeros(values.shape[:-1] + (window,))
+    csum = np.concatenate([pad, csum], axis=-1)
+    ccount = np.concatenate([pad, ccount], axis=-1)
+    total = csum[..., window:] - csum[..., :-window]
+    count = ccount[..., window:] - ccount[..., :-window]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def summarize_final(values: np.ndarray, last_fraction: float = 0.1) -> tuple[float, float]:
