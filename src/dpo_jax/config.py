@@ -63,7 +63,8 @@ class TrainConfig:
         statistic (reference code's default) instead of per agent (paper).
       beta_sqrt_rule: ``"kl"`` adapts beta_1 with KL vs d_target like beta_2
         (eq. 20) or ``"sqrt_kl"`` with E[sqrt KL] vs sqrt(d_target) (reference code).
-      kl_sqrt_eps: added under the square root; keeps gradients finite at KL = 0.
+      kl_sqrt_eps: floor under the square root, sqrt(max(KL, eps)); keeps gradients
+        finite and exactly zero at KL = 0 (see ``objectives.py``).
       entropy_coef, value_coef, value_clip: entropy bonus, value-loss weight and
         clipped value loss range (``None`` disables the clip).
       normalize_advantages: standardise advantages per agent over the minibatch
@@ -105,7 +106,7 @@ class TrainConfig:
     scale_adv_by_num_agents: bool = True
     shared_betas: bool = False
     beta_sqrt_rule: BetaSqrtRule = "kl"
-    kl_sqrt_eps: float = 1e-12
+    kl_sqrt_eps: float = 1e-8
     entropy_coef: float = 0.01
     value_coef: float = 1.0
     value_clip: Optional[float] = 0.2

@@ -9,8 +9,8 @@ inside the compiled program (a sweep over algorithms or ``d_target`` is a
               = adv_scale * E[ min(r A, clip(r, 1-eps, 1+eps) A) ]   (use_clip = 1)
     loss = -surrogate + sqrt_on * beta_1 * S + kl_on * beta_2 * E[KL] - c_ent * E[H]
 
-with ``S = sqrt(E[KL] + eps)`` (eq. 19, the paper) or ``S = E[sqrt(KL + eps)]`` (the
-reference code). The members:
+with ``S = sqrt(max(E[KL], eps))`` (eq. 19, the paper) or
+``S = E[sqrt(max(KL, eps))]`` (the reference code). The members:
 
 ============  =========  ========  =======  ==========
 algo          use_clip   sqrt_on   kl_on    adv_scale
@@ -22,10 +22,14 @@ dpo_no_kl     0          1         0        1/N (paper) or 1
 ippo          1          0         0        1
 ============  =========  ========  =======  ==========
 
-eps (``kl_sqrt_eps``) matters: at the first gradient step of each update the new
-policy equals the old one, KL = 0 and d sqrt(x)/dx is infinite there. With
-``eps > 0`` the gradient of the sqrt term is ``grad(KL) / (2 sqrt(KL + eps))``,
-finite, and ``grad(KL) = 0`` at KL = 0, so the step is driven by the advantage.
+The floor eps (``kl_sqrt_eps``, 1e-8) matters: at the first gradient step of each
+update the new policy equals the old one, KL = 0, and d sqrt(x)/dx is infinite
+there. Analytically grad(KL) = 0 at KL = 0, but in float32 it is rounding noise
+(~1e-8 per logit), which ``sqrt(KL + eps)`` would amplify by 1/(2 sqrt(eps))
+(5e5 for the reference code's eps = 1e-12). Below the floor the term is the
+constant sqrt(eps) and contributes exactly zero gradient (0 is a subgradient of
+sqrt(KL) at its minimum); above it the gradient is grad(KL) / (2 sqrt(KL)), at most
+grad(KL) / (2 sqrt(eps)), finite.
 """
 
 from __future__ import annotations
@@ -107,14 +111,14 @@ def stack_params(params: list[ObjectiveParams]) -> ObjectiveParams:
 def sqrt_kl_term(kl: Array, form: str, eps: float) -> Array:
     """The sqrt-KL penalty of eq. 19 from per-sample KLs ``[B]``.
 
-    ``form="sqrt_of_mean"``: sqrt(E[KL] + eps) (paper); ``"mean_of_sqrt"``:
-    E[sqrt(KL + eps)] (reference code). Negative rounding noise in KL is clipped.
+    ``form="sqrt_of_mean"``: sqrt(max(E[KL], eps)) (paper); ``"mean_of_sqrt"``:
+    E[sqrt(max(KL, eps))] (reference code). See the module docstring for the floor.
     """
     kl = jnp.maximum(kl, 0.0)
     if form == "sqrt_of_mean":
-        return jnp.sqrt(kl.mean() + eps)
+        return jnp.sqrt(jnp.maximum(kl.mean(), eps))
     if form == "mean_of_sqrt":
-        return jnp.sqrt(kl + eps).mean()
+        return jnp.sqrt(jnp.maximum(kl, eps)).mean()
     raise ValueError(f"unknown sqrt_kl_form {form!r}")
 
 
@@ -140,7 +144,7 @@ def policy_loss(
     *,
     entropy_coef: float,
     sqrt_kl_form: str = "sqrt_of_mean",
-    kl_sqrt_eps: float = 1e-12,
+    kl_sqrt_eps: float = 1e-8,
 ) -> tuple[Array, PolicyLossAux]:
     """One agent's policy loss (to minimise): minus eq. 19's objective, or IPPO's.
 
