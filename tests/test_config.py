@@ -160,12 +160,17 @@ def _tiny(nan_policy):
 
 def test_nan_policy_raise_stops_training():
     train = dpo_jax.make_train(_tiny("raise"), NaNRewardEnv())
-    with pytest.raises(Exception, match="non-finite") as info:
-        jax.block_until_ready(jax.jit(train)(jax.random.key(0)))
+    result = jax.block_until_ready(jax.jit(train)(jax.random.key(0)))
+
+    assert not np.any(result.metrics["finite"])
+    for leaf in jax.tree.leaves(result.agents.params):
+        assert np.all(np.isfinite(leaf))
+    with pytest.raises(FloatingPointError, match="non-finite") as info:
+        dpo_jax.check_finite(result)
     message = str(info.value)
-    assert "FloatingPointError" in message
     assert "update 0" in message
     assert "nan_policy" in message
+
 
 
 def test_nan_policy_ignore_trains_on():

@@ -83,8 +83,10 @@ class TrainConfig:
         paper's setting is False (fully decentralized).
 
     Safety
-      nan_policy: ``"raise"`` stops the run with an error naming the update when a
-        loss or gradient is not finite; ``"ignore"`` trains on.
+      nan_policy: ``"raise"``: from the first update whose loss or gradient is not
+        finite the run stops learning (that update is dropped) and
+        ``train.check_finite`` / ``experiments.run`` raise an error naming it;
+        ``"ignore"`` trains on.
     """
 
     algo: str = "dpo"

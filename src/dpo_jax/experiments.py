@@ -16,7 +16,13 @@ import numpy as np
 from dpo_jax.config import TrainConfig
 from dpo_jax.envs.base import MultiAgentEnv
 from dpo_jax.objectives import ObjectiveParams
-from dpo_jax.train import TrainResult, make_train, num_updates, rollout_length
+from dpo_jax.train import (
+    TrainResult,
+    check_finite,
+    make_train,
+    num_updates,
+    rollout_length,
+)
 
 # Two-sided 95% Student-t quantiles by degrees of freedom (n_seeds - 1).
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365,
@@ -142,6 +148,8 @@ def run(
     t0 = time.perf_counter()
     result: TrainResult = jax.block_until_ready(compiled(*args))
     run_s = time.perf_counter() - t0
+    if cfg.nan_policy == "raise":
+        check_finite(result)
     total_steps = n_updates * cfg.num_envs * rollout_length(cfg, env) * num_runs
     return RunOutput(
         result=result,

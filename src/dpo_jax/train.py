@@ -77,6 +77,7 @@ class TrainState(NamedTuple):
     beta_kl: Array  # [N] beta_2 of eq. 19
     env_batch: EnvBatch
     last_return: Array  # mean return of the last episodes that finished
+    finite: Array  # False from the first non-finite loss or gradient on
     key: Array
 
 
@@ -216,13 +217,25 @@ def batch_kl(agents: Agents, params: Any, batch: Batch) -> tuple[Array, Array]:
     return kl.mean(0), jnp.sqrt(kl).mean(0)
 
 
-def _raise_if_not_finite(finite: np.ndarray, update: np.ndarray) -> None:
-    if not bool(finite):
-        raise FloatingPointError(
-            f"non-finite loss or gradient at update {int(update)} (TrainConfig.nan_policy="
-            "'raise'); lower the learning rates, check the env's rewards/observations, "
-            "or set nan_policy='ignore' to train on"
-        )
+def check_finite(result: TrainResult) -> TrainResult:
+    """Raise ``FloatingPointError`` naming the first update (of each run) whose loss
+    or gradient was not finite; return ``result`` unchanged otherwise.
+
+    With ``nan_policy="raise"`` a run stops learning at that update (the agents
+    keep their last finite parameters; ``metrics["finite"]`` is False from there
+    on); this host-side check turns it into an error. ``experiments.run`` calls it.
+    """
+    finite = np.asarray(result.metrics["finite"])
+    if finite.all():
+        return result
+    bad = np.argwhere(~finite.reshape(-1, finite.shape[-1]))
+    runs = sorted({int(r) for r, _ in bad})
+    first = int(bad[0, 1])
+    raise FloatingPointError(
+        f"non-finite loss or gradient at update {first} (run(s) {runs}; "
+        "TrainConfig.nan_policy='raise' stopped training there); lower the learning "
+        "rates, check the env's rewards/observations, or set nan_policy='ignore'"
+    )
 
 
 def num_updates(cfg: TrainConfig, env: MultiAgentEnv) -> int:
@@ -292,13 +305,19 @@ def make_train(
         episodes = episode_stats(traj.step)
         last_return = jnp.where(episodes["episodes"] > 0, episodes["episode_return"],
                                 state.last_return)
-        finite = stats.pop("finite")
+        # A callback that raises from inside the program can deadlock XLA's CPU
+        # runtime, so a non-finite update is dropped in-graph and reported.
+        finite = stats.pop("finite") & state.finite
         if cfg.nan_policy == "raise":
-            jax.debug.callback(_raise_if_not_finite, finite, update_idx)
+            new_agents, beta_sqrt, beta_kl = jax.tree.map(
+                lambda new, old: jnp.where(finite, new, old),
+                (new_agents, beta_sqrt, beta_kl),
+                (state.agents, state.beta_sqrt, state.beta_kl))
         metrics = {
             **{k: v for k, v in episodes.items() if k != "episode_return"},
             **stats,
             "update": update_idx,
+            "finite": finite,
             "env_steps": (update_idx + 1) * steps_per_update,
             "episode_return": last_return,
             "kl": kl,
@@ -310,7 +329,8 @@ def make_train(
         }
         if progress is not None:
             jax.debug.callback(progress, metrics)
-        new_state = TrainState(new_agents, beta_sqrt, beta_kl, env_batch, last_return, key)
+        new_state = TrainState(new_agents, beta_sqrt, beta_kl, env_batch, last_return,
+                               finite, key)
         return new_state, metrics
 
     def train(key: Array, obj: Optional[ObjectiveParams] = None,
@@ -325,6 +345,7 @@ def make_train(
             beta_kl=ones * obj.init_beta_kl,
             env_batch=reset_envs(env, env_key, cfg.num_envs),
             last_return=jnp.array(jnp.nan, jnp.float32),
+            finite=jnp.array(True),
             key=run_key,
         )
         state, metrics = jax.lax.scan(
