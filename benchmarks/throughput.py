@@ -104,7 +104,7 @@ def main() -> None:
               f"{trn['env_steps_per_s']:>9,.0f} steps/s (compile {trn['compile_s']:.1f} s, "
               f"{trn['s_per_update']:.2f} s/update)", flush=True)
 
-    header = (f"| num_envs | raw env steps/s | raw compile s | DPO train env steps/s "
+    header = ("| num_envs | raw env steps/s | raw compile s | DPO train env steps/s "
               f"| DPO compile s | s/update |")
     print("\n" + header + "\n|" + "---|" * 6)
     for r in rows:
