@@ -105,7 +105,7 @@ def main() -> None:
               f"{trn['s_per_update']:.2f} s/update)", flush=True)
 
     header = ("| num_envs | raw env steps/s | raw compile s | DPO train env steps/s "
-              f"| DPO compile s | s/update |")
+              "| DPO compile s | s/update |")
     print("\n" + header + "\n|" + "---|" * 6)
     for r in rows:
         print(f"| {r['num_envs']} | {r['raw']['env_steps_per_s']:,.0f} | "
