@@ -54,25 +54,14 @@ def test_dpo_long_run_small_stochastic_game():
 
 
 def _mpe_run(num_updates: int, num_envs: int, tmp_path) -> tuple[np.ndarray, float]:
-    """Run the quick-start example in a fresh process and read its results.
-
-    A separate process with a time limit, because this run has hung in XLA's CPU
-    runtime now and then (README known issues): a hung attempt is retried, and
-    three hangs skip the test rather than stall CI. It also checks the example end
-    to end.
-    """
+    """Run the quick-start example in a fresh process and read its results (this
+    checks the example end to end too). The time limit turns a stall into a failure
+    rather than a stuck CI job."""
     total = num_updates * num_envs * 25
     cmd = [sys.executable, str(ROOT / "examples" / "mpe_spread.py"), "--seeds", "2",
            "--num-envs", str(num_envs), "--total-timesteps", str(total),
            "--out", str(tmp_path), "--print-every", "1000000"]
-    for _ in range(3):  # the hang is intermittent: a fresh process usually completes
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    else:
-        pytest.skip("MPE example hung 3 times in XLA's CPU runtime (README known issues)")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     data = json.loads((tmp_path / "metrics.json").read_text())
     assert (tmp_path / "learning_curve.png").stat().st_size > 0

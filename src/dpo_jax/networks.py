@@ -3,7 +3,9 @@
 Architecture (paper Appendix B, reference code's MLPBase): LayerNorm on the input,
 ``num_hidden_layers`` Dense(hidden_size) + ReLU layers (each followed by LayerNorm
 when ``hidden_layer_norm``), then a linear head. Orthogonal initialisation: gain
-sqrt(2) on hidden layers, 0.01 on the policy head, 1 on the value head; zero biases.
+sqrt(2) on hidden layers, 0.01 on the policy head, 1 on the value head; zero biases
+(``dpo_jax.initializers.orthogonal``: flax's construction without the LAPACK QR
+that deadlocks XLA's CPU runtime under ``vmap``).
 
 The actor outputs a flat array of distribution parameters so that a rollout can
 store the behaviour policy and the objective can compute the analytic KL later:
@@ -25,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from dpo_jax.envs.base import ActionSpec, ContinuousActions, DiscreteActions
+from dpo_jax.initializers import orthogonal
 
 Array = jax.Array
 
@@ -41,7 +44,7 @@ class MLPTorso(nn.Module):
     def __call__(self, x: Array) -> Array:
         x = nn.LayerNorm()(x)
         for size in self.hidden_sizes:
-            x = nn.Dense(size, kernel_init=nn.initializers.orthogonal(math.sqrt(2.0)),
+            x = nn.Dense(size, kernel_init=orthogonal(math.sqrt(2.0)),
                          bias_init=nn.initializers.zeros)(x)
             x = nn.relu(x)
             if self.hidden_layer_norm:
@@ -60,7 +63,7 @@ class Actor(nn.Module):
     @nn.compact
     def __call__(self, obs: Array, avail_actions: Array) -> Array:
         x = MLPTorso(self.hidden_sizes, self.hidden_layer_norm)(obs)
-        head_init = nn.initializers.orthogonal(0.01)
+        head_init = orthogonal(0.01)
         spec = self.action_spec
         if isinstance(spec, DiscreteActions):
             logits = nn.Dense(spec.num_actions, kernel_init=head_init,
@@ -82,7 +85,7 @@ class Critic(nn.Module):
     @nn.compact
     def __call__(self, obs: Array) -> Array:
         x = MLPTorso(self.hidden_sizes, self.hidden_layer_norm)(obs)
-        value = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0),
+        value = nn.Dense(1, kernel_init=orthogonal(1.0),
                          bias_init=nn.initializers.zeros)(x)
         return value[..., 0]
 
