@@ -8,6 +8,7 @@ from dpo_jax.envs.base import (
     MultiAgentEnv,
 )
 from dpo_jax.envs.jaxmarl_adapter import JaxMARLAdapter, make_jaxmarl_env, make_mpe_spread
+from dpo_jax.envs.mpe_tasks import make_mpe_circle, make_mpe_line, make_mpe_navigation
 from dpo_jax.envs.registry import list_envs, make_env, register_env
 from dpo_jax.envs.stochastic_game import (
     StochasticGame,
@@ -19,6 +20,9 @@ register_env("mpe_spread", make_mpe_spread)
 register_env("jaxmarl", make_jaxmarl_env)
 register_env("stochastic_game", make_stochastic_game)
 register_env("stochastic_game_small", make_small_stochastic_game)
+register_env("mpe_navigation", make_mpe_navigation)
+register_env("mpe_line", make_mpe_line)
+register_env("mpe_circle", make_mpe_circle)
 
 __all__ = [
     "ActionSpec", "ContinuousActions", "DiscreteActions", "EnvStep", "JaxMARLAdapter",
