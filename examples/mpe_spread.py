@@ -1,10 +1,17 @@
-"""Train DPO (or a relative) on 5-agent MPE simple spread, on whatever device JAX sees.
+"""Train DPO (or a relative, or IQL) on 5-agent MPE simple spread, on whatever device JAX sees.
 
     python examples/mpe_spread.py                      # DPO, 2 seeds, CPU-sized run
     python examples/mpe_spread.py --algo ippo --seeds 5 --total-timesteps 2000000
+    python examples/mpe_spread.py --algos dpo ippo iql --seeds 5 --total-timesteps 2000000
 
-All seeds train in one compiled program (``jax.vmap`` over seeds). Writes
-``metrics.json``, ``metrics.csv`` and ``learning_curve.png`` to ``--out``.
+The last line is the paper's comparison (Fig. 2, simple spread): every algorithm
+on one figure. All seeds of an algorithm train in one compiled program
+(``jax.vmap`` over seeds). IQL (PyMARL's defaults, ``dpo_jax.IQLConfig``) takes one
+gradient step on 32 whole episodes per collected episode, so on a CPU it is much
+slower than the PPO family; its curves are the epsilon-greedy behaviour's return
+(``episode_return``, the name every trainer uses) and, as "IQL (greedy)", the
+greedy policy's. Writes ``metrics.json``, ``metrics.csv`` (``metrics_<algo>.*``
+with several algorithms), ``learning_curve.png`` and ``summary.json`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from dpo_jax import experiments
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--algo", default="dpo", choices=dpo_jax.ALGORITHMS)
+    p.add_argument("--algo", "--algos", dest="algos", nargs="+", default=["dpo"],
+                   choices=dpo_jax.ALGORITHMS + dpo_jax.BASELINE_ALGORITHMS,
+                   help="one or more algorithms, drawn on one figure")
     p.add_argument("--seeds", type=int, default=2, help="independent runs (vmapped)")
     p.add_argument("--seed", type=int, default=0, help="base PRNG seed")
     p.add_argument("--total-timesteps", type=int, default=150_000,
@@ -36,18 +45,62 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+LABELS = {"dpo": "DPO", "ippo": "IPPO", "ippo_kl": "IPPO-KL", "dpo_no_sqrt": "DPO w/o sqrt",
+          "dpo_no_kl": "DPO w/o kl", "iql": "IQL", "iddpg": "IDDPG"}
+
+
+def make_config(algo, args):
+    return dpo_jax.TrainConfig(algo=algo, d_target=args.d_target,
+                               total_timesteps=args.total_timesteps, num_envs=args.num_envs)
+
+
+def train_algo(algo, args, env, random_return):
+    """Train ``args.seeds`` runs of ``algo``; save its metrics; return them and a summary."""
+    cfg = make_config(algo, args)
+    n_updates = dpo_jax.num_updates(cfg, env)
+    detail = ("one gradient step per episode (PyMARL)" if algo in dpo_jax.BASELINE_ALGORITHMS
+              else f"epochs: {cfg.num_epochs}")
+    print(f"\nalgo: {algo}  seeds: {args.seeds}  updates: {n_updates}  "
+          f"batch: {cfg.num_envs} envs x {env.max_steps} steps  {detail}")
+    print("compiling ...", flush=True)
+    out = experiments.run(cfg, env, experiments.stack_keys(args.seed, args.seeds),
+                          progress=args.print_every)
+    metrics = out.metrics
+    final_mean, final_ci = experiments.summarize_final(metrics["episode_return"])
+    meta = {
+        "env": env.name, "num_agents": env.num_agents, "algo": algo,
+        "seeds": args.seeds, "seed": args.seed, "config": cfg.__dict__,
+        "device": jax.devices()[0].device_kind, "compile_s": out.compile_s,
+        "run_s": out.run_s, "env_steps_per_s": out.env_steps_per_s,
+        "random_policy_return": random_return,
+        "final_return_mean": final_mean, "final_return_ci95": final_ci,
+    }
+    name = "metrics" if len(args.algos) == 1 else f"metrics_{algo}"
+    files = experiments.save_metrics(args.out, name, metrics, meta)
+    steps = metrics["env_steps"][0]
+    first = np.nanmean(metrics["episode_return"][:, : max(1, n_updates // 10)])
+    lines = [f"  {algo} on {env.name} ({env.num_agents} agents), {args.seeds} seeds x "
+             f"{int(steps[-1]):,} env steps",
+             f"    mean episode return: first 10% of updates {first:.3f} -> last 10% "
+             f"{final_mean:.3f} +- {final_ci:.3f} (95% CI over seeds)"]
+    if "greedy_return" in metrics:
+        mean, ci = experiments.summarize_final(metrics["greedy_return"])
+        meta["final_greedy_return_mean"], meta["final_greedy_return_ci95"] = mean, ci
+        lines.append(f"    greedy policy's return, last 10%: {mean:.3f} +- {ci:.3f}")
+    lines.append(f"    compile {out.compile_s:.1f} s, train {out.run_s:.1f} s "
+                 f"({out.env_steps_per_s:,.0f} env steps/s over all seeds)")
+    return metrics, meta, files, lines
+
+
 def main() -> None:
     args = parse_args()
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be >= 1, got {args.seeds}")
     env = dpo_jax.make_env("mpe_spread", num_agents=args.num_agents)
-    cfg = dpo_jax.TrainConfig(algo=args.algo, d_target=args.d_target,
-                              total_timesteps=args.total_timesteps, num_envs=args.num_envs)
-    n_updates = dpo_jax.num_updates(cfg, env)
+    for algo in args.algos:  # fail now, not after the first algorithm trained
+        dpo_jax.make_train(make_config(algo, args), env)
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()})")
     print(f"env: {env}")
-    print(f"algo: {args.algo}  seeds: {args.seeds}  updates: {n_updates}  "
-          f"batch: {cfg.num_envs} envs x {env.max_steps} steps  epochs: {cfg.num_epochs}")
 
     random_stats = jax.jit(
         lambda k: dpo_jax.random_policy_return(env, k, num_envs=256)
@@ -56,45 +109,34 @@ def main() -> None:
     print(f"uniform random policy: mean episode return {random_return:.3f} "
           f"({int(random_stats['episodes'])} episodes)")
 
-    print("compiling ...", flush=True)
-    keys = experiments.stack_keys(args.seed, args.seeds)
     t0 = time.perf_counter()
-    out = experiments.run(cfg, env, keys, progress=args.print_every)
-    metrics = out.metrics
-
-    final_mean, final_ci = experiments.summarize_final(metrics["episode_return"])
     out_dir = pathlib.Path(args.out)
-    meta = {
-        "env": env.name, "num_agents": env.num_agents, "algo": args.algo,
-        "seeds": args.seeds, "seed": args.seed, "config": cfg.__dict__,
-        "device": jax.devices()[0].device_kind, "compile_s": out.compile_s,
-        "run_s": out.run_s, "env_steps_per_s": out.env_steps_per_s,
-        "random_policy_return": random_return,
-        "final_return_mean": final_mean, "final_return_ci95": final_ci,
-    }
-    files = experiments.save_metrics(out_dir, "metrics", metrics, meta)
-    steps = metrics["env_steps"][0]
+    curves, summaries, files, report = {}, {}, [], []
+    for algo in args.algos:
+        metrics, meta, algo_files, lines = train_algo(algo, args, env, random_return)
+        steps = metrics["env_steps"][0]
+        curves[LABELS[algo]] = (steps, metrics["episode_return"])
+        if "greedy_return" in metrics:
+            curves[f"{LABELS[algo]} (greedy)"] = (steps, metrics["greedy_return"])
+        summaries[algo] = meta
+        files += algo_files
+        report += lines
+
     files.append(experiments.plot_curves(
-        out_dir / "learning_curve.png",
-        {args.algo.upper(): (steps, metrics["episode_return"])},
+        out_dir / "learning_curve.png", curves,
         title=f"MPE simple spread, {env.num_agents} agents",
         hlines={"uniform random policy": random_return},
     ))
+    keys = ("env", "algo", "seeds", "random_policy_return", "final_return_mean",
+            "final_return_ci95", "compile_s", "run_s", "env_steps_per_s")
+    summary = [{k: meta[k] for k in keys} for meta in summaries.values()]
     (out_dir / "summary.json").write_text(json.dumps(
-        {k: meta[k] for k in ("env", "algo", "seeds", "random_policy_return",
-                              "final_return_mean", "final_return_ci95", "compile_s",
-                              "run_s", "env_steps_per_s")}, indent=2))
+        summary[0] if len(summary) == 1 else summary, indent=2))
 
-    first = np.nanmean(metrics["episode_return"][:, : max(1, n_updates // 10)])
     print("\nsummary")
-    print(f"  {args.algo} on {env.name} ({env.num_agents} agents), {args.seeds} seeds x "
-          f"{int(steps[-1]):,} env steps")
-    print(f"  mean episode return: first 10% of updates {first:.3f} -> last 10% "
-          f"{final_mean:.3f} +- {final_ci:.3f} (95% CI over seeds)")
+    print("\n".join(report))
     print(f"  uniform random policy: {random_return:.3f}")
-    print(f"  compile {out.compile_s:.1f} s, train {out.run_s:.1f} s "
-          f"({out.env_steps_per_s:,.0f} env steps/s over all seeds), "
-          f"total {time.perf_counter() - t0:.1f} s")
+    print(f"  total {time.perf_counter() - t0:.1f} s")
     print("  wrote " + ", ".join(str(f) for f in files))
 
 

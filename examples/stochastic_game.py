@@ -7,12 +7,17 @@
 Two experiments, each ONE compiled program (``vmap`` over algorithm x seed, then
 over d_target x seed):
 
-1. DPO vs IPPO vs IPPO-KL vs DPO w/o kl at the paper's d_target = 0.1;
+1. DPO vs IPPO vs IPPO-KL vs DPO w/o kl at the paper's d_target = 0.1, and IQL
+   (PyMARL's defaults, ``dpo_jax.IQLConfig``; its own compiled program over seeds;
+   ``--no-iql`` leaves it out);
 2. DPO with d_target in {0.001, 0.01, 0.1, 1}.
 
 Curves show the exact J(pi_t) / J* (computed inside the compiled program from the
-known tables, not sampled), mean and 95% CI over seeds. Writes JSON/CSV metrics
-and two PNGs to ``--out``.
+known tables, not sampled), mean and 95% CI over seeds. IQL's recurrent greedy
+policy depends on the history, which the exact evaluation of a stationary policy
+cannot take, so its curve is the mean return of its greedy episodes divided by J*
+(sampled, ``greedy_return``). Writes JSON/CSV metrics (``iql.*`` for IQL) and two
+PNGs to ``--out``.
 """
 
 from __future__ import annotations
@@ -43,6 +48,23 @@ def sweep(cfg, env, names, params, seeds, seed, print_every):
     return out, by_name
 
 
+def run_iql(args, env, j_star, out_dir):
+    """IQL with PyMARL's defaults over ``args.seeds`` seeds in one compile; saves
+    ``iql.json/csv`` and returns (env steps, greedy return / J*) for the figure."""
+    cfg = dpo_jax.IQLConfig(total_timesteps=args.total_timesteps)
+    print(f"\n== IQL x {args.seeds} seeds, one compile ({cfg.num_envs} episodes and "
+          f"gradient steps per update, epsilon 1 -> {cfg.epsilon_finish} over "
+          f"{cfg.epsilon_anneal_time:,} steps) ==")
+    run = experiments.run(cfg, env, experiments.stack_keys(args.seed, args.seeds),
+                          progress=args.print_every)
+    print(f"compile {run.compile_s:.1f} s, run {run.run_s:.1f} s")
+    experiments.save_metrics(out_dir, "iql", run.metrics,
+                             {"runs": ["iql"] * args.seeds, "J_star": j_star,
+                              "config": cfg.__dict__, "compile_s": run.compile_s,
+                              "run_s": run.run_s})
+    return run.metrics["env_steps"][0], run.metrics["greedy_return"] / j_star
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--game", choices=("small", "paper"), default="small")
@@ -54,6 +76,7 @@ def main() -> None:
     p.add_argument("--print-every", type=int, default=10)
     p.add_argument("--skip-sweep", action="store_true", help="only the algorithm comparison")
     p.add_argument("--quick", action="store_true", help="2 seeds, 15k steps")
+    p.add_argument("--no-iql", action="store_true", help="leave IQL out of the comparison")
     args = p.parse_args()
     if args.quick:
         args.seeds, args.total_timesteps = 2, 15_000
@@ -77,15 +100,18 @@ def main() -> None:
                              {"runs": [a for a in ALGOS for _ in range(args.seeds)],
                               "J_star": j_star, "config": base.__dict__,
                               "compile_s": run.compile_s, "run_s": run.run_s})
+    curves = {LABELS[a]: (steps, m["optimality_ratio"]) for a, m in by_algo.items()}
+    iql_ratio = None if args.no_iql else run_iql(args, env, j_star, out_dir)
+    if iql_ratio is not None:
+        curves["IQL (greedy, sampled)"] = iql_ratio
     experiments.plot_curves(
-        out_dir / "algorithms.png",
-        {LABELS[a]: (steps, m["optimality_ratio"]) for a, m in by_algo.items()},
+        out_dir / "algorithms.png", curves,
         title=f"stochastic game ({env.num_states} states, {n} agents): J(pi)/J*",
         ylabel="J(pi) / J*", hlines={"global optimum": 1.0})
     print("\nfinal J(pi)/J* (mean over the last 10% of updates, 95% CI over seeds):")
-    for a, m in by_algo.items():
-        mean, ci = experiments.summarize_final(m["optimality_ratio"])
-        print(f"  {LABELS[a]:<11} {mean:.3f} +- {ci:.3f}")
+    for label, (_, ratio) in curves.items():
+        mean, ci = experiments.summarize_final(ratio)
+        print(f"  {label:<21} {mean:.3f} +- {ci:.3f}")
 
     if args.skip_sweep:
         return

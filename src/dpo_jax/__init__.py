@@ -8,9 +8,20 @@ Quick use::
     train = dpo_jax.make_train(cfg, env)
     res = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 5))
     res.metrics["episode_return"]   # [5, num_updates]
+
+The paper's baselines come from the same entry points: ``TrainConfig(algo="iql")``
+(discrete actions) or ``algo="iddpg"`` (continuous), or their own ``IQLConfig`` /
+``IDDPGConfig``, given to ``make_train`` or ``experiments.run``.
 """
 
-from dpo_jax.config import ALGORITHMS, PAPER_D_TARGET, TrainConfig, paper_config
+from dpo_jax.baselines import BaselineResult, IDDPGConfig, IQLConfig
+from dpo_jax.config import (
+    ALGORITHMS,
+    BASELINE_ALGORITHMS,
+    PAPER_D_TARGET,
+    TrainConfig,
+    paper_config,
+)
 from dpo_jax.envs import JaxMARLAdapter, MultiAgentEnv, list_envs, make_env, register_env
 from dpo_jax.objectives import ObjectiveParams, objective_params, stack_params
 from dpo_jax.rollout import random_policy_return
@@ -19,7 +30,8 @@ from dpo_jax.train import TrainResult, check_finite, make_train, num_updates
 __version__ = "0.1.0"
 
 __all__ = [
-    "ALGORITHMS", "PAPER_D_TARGET", "check_finite", "JaxMARLAdapter", "MultiAgentEnv", "ObjectiveParams",
+    "ALGORITHMS", "BASELINE_ALGORITHMS", "BaselineResult", "IDDPGConfig", "IQLConfig",
+    "PAPER_D_TARGET", "check_finite", "JaxMARLAdapter", "MultiAgentEnv", "ObjectiveParams",
     "TrainConfig", "TrainResult", "list_envs", "make_env", "make_train", "num_updates",
     "objective_params", "paper_config", "random_policy_return", "register_env",
     "stack_params",

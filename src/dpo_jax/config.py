@@ -18,6 +18,11 @@ ALGORITHMS: tuple[str, ...] = ("dpo", "ippo", "ippo_kl", "dpo_no_sqrt", "dpo_no_
 """Members of the policy-objective family. ``dpo_no_sqrt`` is the paper's name for
 IPPO-KL (the same objective); both names are accepted."""
 
+BASELINE_ALGORITHMS: tuple[str, ...] = ("iql", "iddpg")
+"""The paper's value-based baselines (``dpo_jax.baselines``): IQL for discrete and
+IDDPG for continuous actions. ``TrainConfig(algo=...)`` accepts them too; see
+``baselines.config.from_train_config`` for which fields they use."""
+
 SqrtKLForm = Literal["sqrt_of_mean", "mean_of_sqrt"]
 BetaSqrtRule = Literal["kl", "sqrt_kl"]
 NanPolicy = Literal["raise", "ignore"]
@@ -50,7 +55,9 @@ class TrainConfig:
       num_epochs, num_minibatches: passes over each batch and splits per pass.
 
     Objective (see ``objectives.py`` for the maths)
-      algo: one of ``ALGORITHMS``.
+      algo: one of ``ALGORITHMS``, or of ``BASELINE_ALGORITHMS`` (``"iql"``,
+        ``"iddpg"``): ``make_train`` then builds the baseline's own configuration
+        from the shared fields (``baselines.config.from_train_config``).
       clip_eps: IPPO's ratio clip (0.2).
       d_target, delta, omega: eq. 20's target KL and adaptation constants.
       init_beta_sqrt, init_beta_kl: initial beta_1, beta_2 (0.01).
@@ -129,7 +136,8 @@ class TrainConfig:
     nan_policy: NanPolicy = "raise"
 
     def __post_init__(self) -> None:
-        _require(self.algo in ALGORITHMS, "algo", self.algo, f"one of {ALGORITHMS}")
+        _require(self.algo in ALGORITHMS + BASELINE_ALGORITHMS, "algo", self.algo,
+                 f"one of {ALGORITHMS + BASELINE_ALGORITHMS}")
         for name in ("total_timesteps", "num_envs", "num_epochs", "num_minibatches",
                      "hidden_size", "num_hidden_layers"):
             value = getattr(self, name)

@@ -8,20 +8,23 @@ import math
 import pathlib
 import sys
 import time
+import warnings
 from typing import Any, Mapping, NamedTuple, Optional, TextIO
 
 import jax
 import numpy as np
 
+from dpo_jax.baselines import BaselineResult
 from dpo_jax.config import TrainConfig
 from dpo_jax.envs.base import MultiAgentEnv
 from dpo_jax.objectives import ObjectiveParams
 from dpo_jax.train import (
+    AnyConfig,
     TrainResult,
     check_finite,
     make_train,
     num_updates,
-    rollout_length,
+    resolve_config,
 )
 
 # Two-sided 95% Student-t quantiles by degrees of freedom (n_seeds - 1).
@@ -56,8 +59,8 @@ class ProgressPrinter:
 
     Under ``vmap`` over R runs the callback fires once per run and update; the
     printer waits for all R, then prints one line with the mean over runs of the
-    episode return, the KL and the betas, and the env steps per second (all runs,
-    wall time since the first update finished).
+    episode return, the KL and the betas (IQL: the greedy return and epsilon), and
+    the env steps per second (all runs, wall time since the first update finished).
     """
 
     def __init__(self, num_runs: int, total_updates: int, every: int = 1,
@@ -87,15 +90,18 @@ class ProgressPrinter:
         elapsed = now - self._t0
         rate = (steps - self._steps0) / elapsed if elapsed > 0 else float("nan")
         ret = np.nanmean([float(r["episode_return"]) for r in rows])
-        kl = np.mean([np.mean(r["kl"]) for r in rows])
-        beta = np.mean([np.mean(r["beta_kl"]) for r in rows])
         extra = ""
-        if "optimality_ratio" in rows[0]:
-            extra = f"  J/J* {np.mean([float(r['optimality_ratio']) for r in rows]):.3f}"
+        for name, label, fmt in (("kl", "kl", ".4f"), ("beta_kl", "beta2", ".3g"),
+                                 ("greedy_return", "greedy", ".3f"),
+                                 ("epsilon", "eps", ".3f"),
+                                 ("optimality_ratio", "J/J*", ".3f")):
+            if name in rows[0]:
+                value = np.nanmean([np.mean(r[name]) for r in rows])
+                extra += f"  {label} {value:{fmt}}"
         print(
             f"update {update + 1:>5}/{self.total_updates}  env steps "
             f"{int(rows[0]['env_steps']):>10,}  steps/s {rate:>9,.0f}  "
-            f"return {ret:>9.3f}  kl {kl:.4f}  beta2 {beta:.3g}{extra}",
+            f"return {ret:>9.3f}{extra}",
             file=self.stream, flush=True,
         )
 
@@ -103,7 +109,7 @@ class ProgressPrinter:
 class RunOutput(NamedTuple):
     """Results of :func:`run`; ``result`` and ``metrics`` have a leading run axis."""
 
-    result: TrainResult
+    result: TrainResult | BaselineResult
     metrics: dict[str, np.ndarray]
     compile_s: float
     run_s: float
@@ -117,7 +123,7 @@ def env_is_pytree(env: MultiAgentEnv) -> bool:
 
 
 def run(
-    cfg: TrainConfig,
+    cfg: AnyConfig,
     env: MultiAgentEnv,
     keys: jax.Array,
     obj: Optional[ObjectiveParams] = None,
@@ -126,7 +132,15 @@ def run(
 ) -> RunOutput:
     """Train ``len(keys)`` runs as one compiled ``vmap`` (seeds, and sweeps via ``obj``
     with a matching leading axis). ``progress``: False, True (every update) or a
-    print interval in updates. Compile and run times are measured separately."""
+    print interval in updates. Compile and run times are measured separately.
+
+    ``cfg`` selects the trainer as ``make_train`` does: the policy-gradient family,
+    or IQL / IDDPG (``IQLConfig``, ``IDDPGConfig`` or ``TrainConfig(algo="iql" |
+    "iddpg")``), which take no ``obj``."""
+    cfg = resolve_config(cfg)
+    if obj is not None and not isinstance(cfg, TrainConfig):
+        raise ValueError(f"obj (ObjectiveParams) applies to the policy-gradient family "
+                         f"only; algo={cfg.algo!r} takes none: pass obj=None")
     num_runs = keys.shape[0]
     n_updates = num_updates(cfg, env)
     printer = None
@@ -150,10 +164,12 @@ def run(
     run_s = time.perf_counter() - t0
     if cfg.nan_policy == "raise":
         check_finite(result)
-    total_steps = n_updates * cfg.num_envs * rollout_length(cfg, env) * num_runs
+    metrics = jax.tree.map(np.asarray, result.metrics)
+    # IQL counts only the steps of its episodes, not their padding
+    total_steps = float(np.sum(metrics["env_steps"][:, -1]))
     return RunOutput(
         result=result,
-        metrics=jax.tree.map(np.asarray, result.metrics),
+        metrics=metrics,
         compile_s=compile_s,
         run_s=run_s,
         env_steps_per_s=total_steps / run_s,
@@ -187,8 +203,11 @@ def save_metrics(out_dir: str | pathlib.Path, name: str,
     columns = {}
     for k in keys:
         v = np.asarray(metrics[k], dtype=np.float64)
-        # [runs, updates, ...] -> per update mean over runs and trailing axes
-        columns[k] = np.nanmean(v.reshape(v.shape[0], v.shape[1], -1), axis=(0, 2))
+        # [runs, updates, ...] -> per update mean over runs and trailing axes; all-NaN
+        # updates (no episode finished, a baseline not learning yet) stay NaN quietly
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            columns[k] = np.nanmean(v.reshape(v.shape[0], v.shape[1], -1), axis=(0, 2))
     with csv_path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(keys)

@@ -17,7 +17,7 @@ sweeps seeds, algorithms or ``d_target`` in one compile.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +27,17 @@ import optax
 from dpo_jax import agents as agents_lib
 from dpo_jax.advantages import gae
 from dpo_jax.agents import Agents, AgentState
-from dpo_jax.config import TrainConfig
+from dpo_jax.baselines import (
+    BaselineResult,
+    IDDPGConfig,
+    IQLConfig,
+    make_train_iddpg,
+    make_train_iql,
+    num_updates_iddpg,
+    num_updates_iql,
+)
+from dpo_jax.baselines.config import from_train_config
+from dpo_jax.config import BASELINE_ALGORITHMS, TrainConfig
 from dpo_jax.envs.base import MultiAgentEnv
 from dpo_jax.networks import action_probs, distribution, kl_divergence
 from dpo_jax.objectives import (
@@ -42,6 +52,7 @@ from dpo_jax.rollout import EnvBatch, StepRecord, episode_stats, reset_envs, ste
 
 Array = jax.Array
 ProgressFn = Callable[[dict[str, np.ndarray]], None]
+AnyConfig = Union[TrainConfig, IQLConfig, IDDPGConfig]
 
 
 class Transition(NamedTuple):
@@ -238,8 +249,21 @@ def check_finite(result: TrainResult) -> TrainResult:
     )
 
 
-def num_updates(cfg: TrainConfig, env: MultiAgentEnv) -> int:
-    """Updates a run of ``cfg`` makes on ``env``."""
+def resolve_config(cfg: AnyConfig) -> AnyConfig:
+    """``cfg``, or the baseline configuration a ``TrainConfig(algo="iql" | "iddpg")``
+    selects (``baselines.config.from_train_config``)."""
+    if isinstance(cfg, TrainConfig) and cfg.algo in BASELINE_ALGORITHMS:
+        return from_train_config(cfg)
+    return cfg
+
+
+def num_updates(cfg: AnyConfig, env: MultiAgentEnv) -> int:
+    """Updates a run of ``cfg`` (any algorithm) makes on ``env``."""
+    cfg = resolve_config(cfg)
+    if isinstance(cfg, IQLConfig):
+        return num_updates_iql(cfg, env)
+    if isinstance(cfg, IDDPGConfig):
+        return num_updates_iddpg(cfg)
     return cfg.total_timesteps // (cfg.num_envs * rollout_length(cfg, env))
 
 
@@ -249,12 +273,17 @@ def rollout_length(cfg: TrainConfig, env: MultiAgentEnv) -> int:
 
 
 def make_train(
-    cfg: TrainConfig, env: MultiAgentEnv, progress: Optional[ProgressFn] = None
-) -> Callable[..., TrainResult]:
+    cfg: AnyConfig, env: MultiAgentEnv, progress: Optional[ProgressFn] = None
+) -> Callable[..., Union[TrainResult, BaselineResult]]:
     """Build ``train(key, obj=None) -> TrainResult``, a pure function.
 
     Args:
       cfg: the run's configuration (``cfg.algo`` gives the default objective).
+        The baselines are selected the same way: an ``IQLConfig`` /
+        ``IDDPGConfig``, or ``TrainConfig(algo="iql" | "iddpg")``, returns their
+        trainer (``baselines.make_train_iql`` / ``make_train_iddpg``), with the
+        same call signature, ``BaselineResult`` (same metric names) and a
+        ``ValueError`` naming the algorithm and action space on a mismatch.
       env: an environment in the stacked protocol (``dpo_jax.make_env``).
       progress: optional host function called after every update with that
         update's metrics as numpy arrays (via ``jax.debug.callback``; under
@@ -273,6 +302,11 @@ def make_train(
 
     ``experiments.run`` does this for you.
     """
+    cfg = resolve_config(cfg)
+    if isinstance(cfg, IQLConfig):
+        return make_train_iql(cfg, env, progress)
+    if isinstance(cfg, IDDPGConfig):
+        return make_train_iddpg(cfg, env, progress)
     num_steps = rollout_length(cfg, env)
     cfg.check_batch(num_steps)
     agents = agents_lib.make_agents(cfg, env)

@@ -7,6 +7,7 @@ from dpo_jax.envs.base import (
     EnvStep,
     MultiAgentEnv,
 )
+from dpo_jax.envs.continuous_reach import make_continuous_reach
 from dpo_jax.envs.jaxmarl_adapter import JaxMARLAdapter, make_jaxmarl_env, make_mpe_spread
 from dpo_jax.envs.mpe_tasks import make_mpe_circle, make_mpe_line, make_mpe_navigation
 from dpo_jax.envs.registry import list_envs, make_env, register_env
@@ -20,6 +21,7 @@ register_env("mpe_spread", make_mpe_spread)
 register_env("jaxmarl", make_jaxmarl_env)
 register_env("stochastic_game", make_stochastic_game)
 register_env("stochastic_game_small", make_small_stochastic_game)
+register_env("continuous_reach", make_continuous_reach)
 register_env("mpe_navigation", make_mpe_navigation)
 register_env("mpe_line", make_mpe_line)
 register_env("mpe_circle", make_mpe_circle)
