@@ -11,6 +11,7 @@ from dpo_jax.envs.continuous_reach import make_continuous_reach
 from dpo_jax.envs.jaxmarl_adapter import JaxMARLAdapter, make_jaxmarl_env, make_mpe_spread
 from dpo_jax.envs.mpe_tasks import make_mpe_circle, make_mpe_line, make_mpe_navigation
 from dpo_jax.envs.registry import list_envs, make_env, register_env
+from dpo_jax.envs.smax import make_smax, smax_map_factory
 from dpo_jax.envs.stochastic_game import (
     StochasticGame,
     make_small_stochastic_game,
@@ -25,6 +26,13 @@ register_env("continuous_reach", make_continuous_reach)
 register_env("mpe_navigation", make_mpe_navigation)
 register_env("mpe_line", make_mpe_line)
 register_env("mpe_circle", make_mpe_circle)
+register_env("smax", make_smax)
+register_env("smax_2s3z", smax_map_factory("2s3z"))
+register_env("smax_8m", smax_map_factory("8m"))
+register_env("smax_3s5z", smax_map_factory("3s5z"))
+register_env("smax_27m_vs_30m", smax_map_factory("27m_vs_30m"))
+register_env("smax_MMM2", smax_map_factory("MMM2"))
+register_env("smax_3m", smax_map_factory("3m"))
 
 __all__ = [
     "ActionSpec", "ContinuousActions", "DiscreteActions", "EnvStep", "JaxMARLAdapter",
