@@ -9,6 +9,8 @@ from dpo_jax.envs.base import (
 )
 from dpo_jax.envs.continuous_reach import make_continuous_reach
 from dpo_jax.envs.jaxmarl_adapter import JaxMARLAdapter, make_jaxmarl_env, make_mpe_spread
+from dpo_jax.envs.mamujoco import make_mamujoco, mamujoco_task_factory
+from dpo_jax.envs.mamujoco_robots import PAPER_TASKS as MAMUJOCO_TASKS
 from dpo_jax.envs.mpe_tasks import make_mpe_circle, make_mpe_line, make_mpe_navigation
 from dpo_jax.envs.registry import list_envs, make_env, register_env
 from dpo_jax.envs.smax import make_smax, smax_map_factory
@@ -33,6 +35,9 @@ register_env("smax_3s5z", smax_map_factory("3s5z"))
 register_env("smax_27m_vs_30m", smax_map_factory("27m_vs_30m"))
 register_env("smax_MMM2", smax_map_factory("MMM2"))
 register_env("smax_3m", smax_map_factory("3m"))
+register_env("mamujoco", make_mamujoco)
+for _alias, (_robot, _partition) in MAMUJOCO_TASKS.items():
+    register_env(_alias, mamujoco_task_factory(_robot, _partition))
 
 __all__ = [
     "ActionSpec", "ContinuousActions", "DiscreteActions", "EnvStep", "JaxMARLAdapter",
