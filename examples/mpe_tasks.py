@@ -7,7 +7,9 @@
 Tasks: 5-agent simple spread (``mpe_navigation``), line control (``mpe_line``) and
 circle control (``mpe_circle``), the authors' assignment-reward scenarios with
 vision 1 and 25-step episodes (``dpo_jax.envs.mpe_tasks``). Algorithms: DPO, IPPO,
-DPO w/o sqrt (= IPPO-KL) and DPO w/o kl, at the paper's MPE d_target = 0.01.
+DPO w/o sqrt (= IPPO-KL) and DPO w/o kl, at the paper's MPE d_target = 0.01; add
+``iql`` to ``--algos`` for the paper's IQL baseline (PyMARL settings, its own compile
+per task; slow on a CPU: one 32-episode GRU gradient step per collected episode).
 
 Per task, ONE compiled program trains every algorithm x seed (``vmap`` over the
 stacked ``ObjectiveParams`` and keys). Writes to ``--out/<task>/``: ``metrics.json``
@@ -38,13 +40,13 @@ ALGOS = ("dpo", "ippo", "dpo_no_sqrt", "dpo_no_kl")
 FULL = {"seeds": 5, "total_timesteps": 2_000_000, "num_envs": 64}
 QUICK = {"seeds": 2, "total_timesteps": 40_000, "num_envs": 32}
 LABELS = {"dpo": "DPO", "ippo": "IPPO", "ippo_kl": "IPPO-KL",
-          "dpo_no_sqrt": "DPO w/o sqrt (IPPO-KL)", "dpo_no_kl": "DPO w/o kl"}
+          "dpo_no_sqrt": "DPO w/o sqrt (IPPO-KL)", "dpo_no_kl": "DPO w/o kl", "iql": "IQL"}
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    p.add_argument("--algos", nargs="+", default=list(ALGOS), choices=dpo_jax.ALGORITHMS)
+    p.add_argument("--algos", nargs="+", default=list(ALGOS), choices=dpo_jax.ALGORITHMS + ("iql",))
     p.add_argument("--seeds", type=int, help="independent runs per algorithm (5)")
     p.add_argument("--seed", type=int, default=0, help="base PRNG seed")
     p.add_argument("--total-timesteps", type=int,
@@ -61,6 +63,8 @@ def parse_args() -> argparse.Namespace:
             setattr(args, name, value)
     if args.seeds < 1:
         p.error(f"--seeds must be >= 1, got {args.seeds}")
+    if args.algos == ["iql"]:
+        p.error("--algos needs at least one policy-gradient algorithm besides iql")
     return args
 
 
@@ -75,6 +79,17 @@ def sweep(cfg, env, algos, seeds, seed, print_every):
         for i, a in enumerate(algos)
     }
     return out, by_algo
+
+
+def run_iql(cfg, env, seeds, seed, print_every, out_dir):
+    """IQL (``TrainConfig(algo="iql")``, PyMARL defaults) x ``seeds`` in its own compile;
+    writes ``iql.json/csv`` and returns the run."""
+    run = experiments.run(cfg.replace(algo="iql"), env, experiments.stack_keys(seed, seeds),
+                          progress=print_every)
+    experiments.save_metrics(out_dir, "iql", run.metrics,
+                             {"env": env.name, "runs": ["iql"] * seeds,
+                              "compile_s": run.compile_s, "run_s": run.run_s})
+    return run
 
 
 def render_policy(cfg, env, params, path, key):
@@ -105,10 +120,16 @@ def run_task(task, args):
     print(f"uniform random policy: episode return {random_return:.3f}, final mean distance "
           f"{float(random_stats['target_distance']):.3f}")
 
-    run, by_algo = sweep(cfg, env, args.algos, args.seeds, args.seed, args.print_every)
+    pg_algos = [a for a in args.algos if a != "iql"]
+    run, by_algo = sweep(cfg, env, pg_algos, args.seeds, args.seed, args.print_every)
     print(f"compile {run.compile_s:.1f} s, train {run.run_s:.1f} s "
           f"({run.env_steps_per_s:,.0f} env steps/s over all runs)")
     steps = run.metrics["env_steps"][0]
+    curves = {LABELS[a]: (steps, m["episode_return"]) for a, m in by_algo.items()}
+    if "iql" in args.algos:
+        iql = run_iql(cfg, env, args.seeds, args.seed, args.print_every, out_dir)
+        by_algo["iql"] = iql.metrics
+        curves[LABELS["iql"]] = (iql.metrics["env_steps"][0], iql.metrics["episode_return"])
     finals = {}
     for a, m in by_algo.items():
         ret, ret_ci = experiments.summarize_final(m["episode_return"])
@@ -116,19 +137,19 @@ def run_task(task, args):
         finals[a] = {"return": ret, "return_ci95": ret_ci,
                      "target_distance": dist, "target_distance_ci95": dist_ci}
     meta = {"env": env.name, "num_agents": env.num_agents, "seeds": args.seeds,
-            "runs": [a for a in args.algos for _ in range(args.seeds)],
+            "runs": [a for a in pg_algos for _ in range(args.seeds)],
             "config": cfg.__dict__, "device": jax.devices()[0].device_kind,
             "compile_s": run.compile_s, "run_s": run.run_s,
             "random_policy_return": random_return}
     files = experiments.save_metrics(out_dir, "metrics", run.metrics, meta)
     files.append(experiments.plot_curves(
         out_dir / "learning_curve.png",
-        {LABELS[a]: (steps, m["episode_return"]) for a, m in by_algo.items()},
+        curves,
         title=f"MPE {TITLES[task]}, {env.num_agents} agents (d_target = {cfg.d_target:g})",
         hlines={"uniform random policy": random_return}))
 
-    shown = "dpo" if "dpo" in args.algos else args.algos[0]
-    first_run = list(args.algos).index(shown) * args.seeds
+    shown = "dpo" if "dpo" in pg_algos else pg_algos[0]
+    first_run = pg_algos.index(shown) * args.seeds
     params = jax.tree.map(lambda x: x[first_run], run.result.agents.params)
     render_files, demo_return = render_policy(cfg, env, params, out_dir / f"{shown}_policy",
                                               jax.random.key(args.seed + 2))
