@@ -38,6 +38,21 @@ from dpo_jax.envs.mamujoco_robots import ROBOTS  # noqa: E402
 HOPPER, CHEETAH = ROBOTS["hopper"], ROBOTS["half_cheetah"]
 FULL = os.environ.get("DPO_JAX_FULL") == "1"
 QPOS_TOL = 1e-4  # absolute, on positions of order 1 after a few steps (module doc)
+# Ant (fast preset) departs from the C engine at its 3rd env step, when the falling
+# robot lands on three hinge limits (violated by up to 0.18 rad, forces ~360) and a
+# foot touches the floor: measured max |qpos| error per step 4.5e-6 1.1e-5 4.2e-3
+# 6.3e-3 9.4e-3 1.6e-2 2.4e-2 2.4e-2 (seed 0). Not chaos: the C engine against itself
+# with the initial state perturbed by +-1e-9 (+-1e-7) differs by at most 2.9e-8
+# (1e-6) over the 8 steps, and one substep from that state by 1.9e-8 (1.9e-6) in qvel,
+# linear in the perturbation. It is MJX's own step: from the identical state (C
+# re-synced to MJX's state and warm start), ``mjx.step`` and ``mj_step`` differ by
+# 0.2 in qvel in one substep and by 4.2e-3 in qpos over that env step, with no
+# dpo_jax code involved; with 200 CG iterations in both engines it stays 3.3e-3, so
+# it is not the 8-iteration cap either (nor RK4: with the euler preset MJX and C
+# differ more, 3e-2 at step 3 and 1.9e-1 at step 8). So Ant is checked at QPOS_TOL for its first
+# 2 steps (before the impact) and at 5e-2, twice the measured 2.4e-2, over all 8.
+# robot -> (steps checked at QPOS_TOL, tolerance for all steps)
+QPOS_TOL_AFTER = {"ant": (2, 5e-2)}
 
 
 # ---------------------------------------------------------------- graphs (pure Python)
@@ -251,12 +266,15 @@ def _check_against_c_engine(robot, partition, physics="fast", steps=8, seed=0):
     ref = _c_engine_rollout(env, np.asarray(data0.qpos, np.float64),
                             np.asarray(data0.qvel, np.float64), ctrls)
     ref_qpos = np.stack([q for q, _, _ in ref])
-    np.testing.assert_allclose(np.asarray(qpos), ref_qpos, atol=QPOS_TOL)
+    strict, loose = QPOS_TOL_AFTER.get(env.robot.name, (steps, QPOS_TOL))
+    np.testing.assert_allclose(np.asarray(qpos), ref_qpos, atol=loose)
+    np.testing.assert_allclose(np.asarray(qpos[:strict]), ref_qpos[:strict], atol=QPOS_TOL)
     for t, (q, x_vel, cfrc) in enumerate(ref):
         want, healthy = _gym_reward(env, np.asarray(qpos[t], np.float64),
                                     np.asarray(qvel[t], np.float64), x_vel, ctrls[t], cfrc)
         # the reward divides position differences by dt: compare on that scale
-        assert float(reward[t]) == pytest.approx(want, abs=QPOS_TOL / env.dt + 1e-3)
+        tol = QPOS_TOL if t < strict else loose
+        assert float(reward[t]) == pytest.approx(want, abs=tol / env.dt + 1e-3)
         if env.robot.rules.terminate_when_unhealthy:
             assert bool(terminated[t]) == (not healthy)
     np.testing.assert_array_equal(np.asarray(truncated), np.arange(1, steps + 1) >= 5)
