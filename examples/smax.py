@@ -43,6 +43,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--total-timesteps", type=int, help="env steps per run (100k)")
     p.add_argument("--num-envs", type=int, help="parallel envs per run (16)")
     p.add_argument("--d-target", type=float, default=dpo_jax.PAPER_D_TARGET["smax"])
+    p.add_argument("--no-adv-scale", action="store_true",
+                   help="drop eq. 19's 1/N on the advantage term (the authors' code)")
     p.add_argument("--out", default="runs/smax", help="output folder")
     p.add_argument("--print-every", type=int, default=5, help="updates between lines")
     p.add_argument("--quick", action="store_true",
@@ -74,7 +76,8 @@ def main() -> None:
     args = parse_args()
     env = dpo_jax.make_env("smax", map_name=args.map_name)
     cfg = dpo_jax.paper_config("smax", d_target=args.d_target, num_envs=args.num_envs,
-                               total_timesteps=args.total_timesteps)
+                               total_timesteps=args.total_timesteps,
+                               scale_adv_by_num_agents=not args.no_adv_scale)
     out_dir = pathlib.Path(args.out) / args.map_name
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()})")
     print(f"env: {env}")
