@@ -19,6 +19,8 @@ ProgressFn = Callable[[dict[str, np.ndarray]], None]
 # U(-1/sqrt(fan_in), 1/sqrt(fan_in)), which the reference code bases (PyMARL, TD3)
 # train with. It also keeps LAPACK out of the program: flax's default orthogonal
 # recurrent init would call it (see ``dpo_jax.initializers`` for why that matters).
+# Biases keep flax's zero init (PyTorch draws them from the same uniform range): a
+# small departure from the reference code, chosen to keep the networks plain flax.
 torch_default_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 
