@@ -45,7 +45,6 @@ import pathlib
 import time
 
 import jax
-import jax.numpy as jnp
 
 import dpo_jax
 from dpo_jax import experiments
@@ -121,17 +120,6 @@ def iddpg_config(args: argparse.Namespace) -> dpo_jax.IDDPGConfig:
         batch_size=args.iddpg_batch_size, learning_starts=args.iddpg_learning_starts)
 
 
-def sweep(cfg, env, algos, seeds, seed, print_every):
-    """All ``algos x seeds`` runs in one vmapped compile; metrics split by algorithm."""
-    params = [dpo_jax.objective_params(cfg, env.num_agents, algo=a) for a in algos]
-    obj = dpo_jax.stack_params([p for p in params for _ in range(seeds)])
-    keys = jnp.concatenate([experiments.stack_keys(seed, seeds)] * len(algos))
-    out = experiments.run(cfg, env, keys, obj=obj, progress=print_every)
-    by_algo = {a: jax.tree.map(lambda x: x[i * seeds:(i + 1) * seeds], out.metrics)
-               for i, a in enumerate(algos)}
-    return out, by_algo
-
-
 def main() -> None:
     args = parse_args()
     env = dpo_jax.make_env(TASKS[args.task], max_steps=args.max_steps, physics=args.physics)
@@ -167,7 +155,9 @@ def main() -> None:
 
     if pg_algos:
         print("compiling (MJX compiles take minutes on a CPU) ...", flush=True)
-        run, by_algo = sweep(cfg, env, pg_algos, args.seeds, args.seed, args.print_every)
+        params = {a: dpo_jax.objective_params(cfg, env.num_agents, algo=a) for a in pg_algos}
+        run, by_algo = experiments.run_sweep(cfg, env, params, args.seeds, args.seed,
+                                             args.print_every)
         print(f"compile {run.compile_s:.1f} s, train {run.run_s:.1f} s "
               f"({run.env_steps_per_s:,.0f} env steps/s over all runs)")
         for a, m in by_algo.items():

@@ -68,19 +68,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def sweep(cfg, env, algos, seeds, seed, print_every):
-    """All ``algos x seeds`` runs in one vmapped compile; metrics split by algorithm."""
-    params = [dpo_jax.objective_params(cfg, env.num_agents, algo=a) for a in algos]
-    obj = dpo_jax.stack_params([p for p in params for _ in range(seeds)])
-    keys = jnp.concatenate([experiments.stack_keys(seed, seeds)] * len(algos))
-    out = experiments.run(cfg, env, keys, obj=obj, progress=print_every)
-    by_algo = {
-        a: jax.tree.map(lambda x: x[i * seeds:(i + 1) * seeds], out.metrics)
-        for i, a in enumerate(algos)
-    }
-    return out, by_algo
-
-
 def run_iql(cfg, env, seeds, seed, print_every, out_dir):
     """IQL (``TrainConfig(algo="iql")``, PyMARL defaults) x ``seeds`` in its own compile;
     writes ``iql.json/csv`` and returns the run."""
@@ -121,7 +108,9 @@ def run_task(task, args):
           f"{float(random_stats['target_distance']):.3f}")
 
     pg_algos = [a for a in args.algos if a != "iql"]
-    run, by_algo = sweep(cfg, env, pg_algos, args.seeds, args.seed, args.print_every)
+    params = {a: dpo_jax.objective_params(cfg, env.num_agents, algo=a) for a in pg_algos}
+    run, by_algo = experiments.run_sweep(cfg, env, params, args.seeds, args.seed,
+                                         args.print_every)
     print(f"compile {run.compile_s:.1f} s, train {run.run_s:.1f} s "
           f"({run.env_steps_per_s:,.0f} env steps/s over all runs)")
     steps = run.metrics["env_steps"][0]

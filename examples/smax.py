@@ -22,7 +22,6 @@ import pathlib
 import time
 
 import jax
-import jax.numpy as jnp
 
 import dpo_jax
 from dpo_jax import experiments
@@ -61,17 +60,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def sweep(cfg, env, algos, seeds, seed, print_every):
-    """All ``algos x seeds`` runs in one vmapped compile; metrics split by algorithm."""
-    params = [dpo_jax.objective_params(cfg, env.num_agents, algo=a) for a in algos]
-    obj = dpo_jax.stack_params([p for p in params for _ in range(seeds)])
-    keys = jnp.concatenate([experiments.stack_keys(seed, seeds)] * len(algos))
-    out = experiments.run(cfg, env, keys, obj=obj, progress=print_every)
-    by_algo = {a: jax.tree.map(lambda x: x[i * seeds:(i + 1) * seeds], out.metrics)
-               for i, a in enumerate(algos)}
-    return out, by_algo
-
-
 def main() -> None:
     args = parse_args()
     env = dpo_jax.make_env("smax", map_name=args.map_name)
@@ -92,7 +80,9 @@ def main() -> None:
           f"win rate {random['won']:.3f} ({int(random_stats['episodes'])} episodes)")
 
     print("compiling ...", flush=True)
-    run, by_algo = sweep(cfg, env, args.algos, args.seeds, args.seed, args.print_every)
+    params = {a: dpo_jax.objective_params(cfg, env.num_agents, algo=a) for a in args.algos}
+    run, by_algo = experiments.run_sweep(cfg, env, params, args.seeds, args.seed,
+                                         args.print_every)
     print(f"compile {run.compile_s:.1f} s, train {run.run_s:.1f} s "
           f"({run.env_steps_per_s:,.0f} env steps/s over all runs)")
 

@@ -26,7 +26,6 @@ import argparse
 import pathlib
 
 import jax
-import jax.numpy as jnp
 
 import dpo_jax
 from dpo_jax import experiments
@@ -34,18 +33,6 @@ from dpo_jax import experiments
 ALGOS = ("dpo", "ippo", "ippo_kl", "dpo_no_kl")
 LABELS = {"dpo": "DPO", "ippo": "IPPO", "ippo_kl": "IPPO-KL", "dpo_no_kl": "DPO w/o kl"}
 D_TARGETS = (0.001, 0.01, 0.1, 1.0)
-
-
-def sweep(cfg, env, names, params, seeds, seed, print_every):
-    """Run ``len(names) x seeds`` runs in one vmapped compile; metrics by name."""
-    obj = dpo_jax.stack_params([p for p in params for _ in range(seeds)])
-    keys = jnp.concatenate([experiments.stack_keys(seed, seeds)] * len(names))
-    out = experiments.run(cfg, env, keys, obj=obj, progress=print_every)
-    by_name = {
-        name: jax.tree.map(lambda x: x[i * seeds:(i + 1) * seeds], out.metrics)
-        for i, name in enumerate(names)
-    }
-    return out, by_name
 
 
 def run_iql(args, env, j_star, out_dir):
@@ -92,8 +79,9 @@ def main() -> None:
 
     # 1. algorithm comparison (Fig. 1a / 8)
     print(f"\n== {', '.join(LABELS[a] for a in ALGOS)} x {args.seeds} seeds, one compile ==")
-    params = [dpo_jax.objective_params(base, n, algo=a) for a in ALGOS]
-    run, by_algo = sweep(base, env, ALGOS, params, args.seeds, args.seed, args.print_every)
+    params = {a: dpo_jax.objective_params(base, n, algo=a) for a in ALGOS}
+    run, by_algo = experiments.run_sweep(base, env, params, args.seeds, args.seed,
+                                         args.print_every)
     print(f"compile {run.compile_s:.1f} s, run {run.run_s:.1f} s")
     steps = run.metrics["env_steps"][0]
     experiments.save_metrics(out_dir, "algorithms", run.metrics,
@@ -118,8 +106,10 @@ def main() -> None:
     # 2. d_target sweep (Fig. 1b)
     names = [f"d_target={d:g}" for d in D_TARGETS]
     print(f"\n== DPO, d_target in {D_TARGETS} x {args.seeds} seeds, one compile ==")
-    params = [dpo_jax.objective_params(base, n, algo="dpo", d_target=d) for d in D_TARGETS]
-    run, by_d = sweep(base, env, names, params, args.seeds, args.seed, args.print_every)
+    params = {nm: dpo_jax.objective_params(base, n, algo="dpo", d_target=d)
+              for nm, d in zip(names, D_TARGETS)}
+    run, by_d = experiments.run_sweep(base, env, params, args.seeds, args.seed,
+                                      args.print_every)
     experiments.save_metrics(out_dir, "d_target", run.metrics,
                              {"runs": [nm for nm in names for _ in range(args.seeds)],
                               "J_star": j_star, "config": base.__dict__})

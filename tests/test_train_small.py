@@ -222,3 +222,22 @@ def test_default_objective_over_two_seeds():
         assert first.metrics[name].shape == (2, 3, ENV.num_agents), name
     assert not np.array_equal(first.metrics["kl"], second.metrics["kl"])
     assert not np.array_equal(first.metrics["kl"][0], first.metrics["kl"][1])
+
+
+def test_run_sweep_splits_by_entry_and_reuses_the_seed_keys():
+    """experiments.run_sweep equals, entry by entry, a direct vmapped trainer call on
+    that entry's objective with keys stack_keys(seed, seeds)."""
+    from dpo_jax import experiments
+
+    cfg = _cfg(total_timesteps=16 * 2 * 3)
+    entries = {name: dpo_jax.objective_params(cfg, ENV.num_agents, algo=algo)
+               for name, algo in (("a", "ippo"), ("b", "dpo"))}
+    _, by_name = experiments.run_sweep(cfg, ENV, entries, seeds=2, seed=7, progress=False)
+    assert list(by_name) == ["a", "b"]
+    train = jax.jit(jax.vmap(dpo_jax.make_train(cfg, ENV), in_axes=(0, None)))
+    keys = jax.random.split(jax.random.key(7), 2)
+    for name, obj in entries.items():
+        expected = train(keys, obj).metrics
+        for metric in ("episode_return", "kl", "policy_loss"):
+            np.testing.assert_allclose(by_name[name][metric], expected[metric], rtol=1e-5,
+                                       atol=1e-7, err_msg=f"{name}/{metric}")

@@ -12,12 +12,13 @@ import warnings
 from typing import Any, Mapping, NamedTuple, Optional, TextIO
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from dpo_jax.baselines import BaselineResult
 from dpo_jax.config import TrainConfig
 from dpo_jax.envs.base import MultiAgentEnv
-from dpo_jax.objectives import ObjectiveParams
+from dpo_jax.objectives import ObjectiveParams, stack_params
 from dpo_jax.train import (
     AnyConfig,
     TrainResult,
@@ -175,6 +176,27 @@ def run(
         env_steps_per_s=total_steps / run_s,
     )
 
+
+def run_sweep(
+    cfg: TrainConfig,
+    env: MultiAgentEnv,
+    params: Mapping[str, ObjectiveParams],
+    seeds: int,
+    seed: int = 0,
+    progress: bool | int = True,
+) -> tuple[RunOutput, dict[str, dict[str, np.ndarray]]]:
+    """Every ``params`` entry (an algorithm, a ``d_target``, ...) x ``seeds`` seeds as
+    ONE compiled ``run``; each entry reuses the same ``seeds`` keys. Returns the run
+    and its metrics split by entry name, each with leading axis ``seeds``."""
+    names = list(params)
+    obj = stack_params([params[name] for name in names for _ in range(seeds)])
+    keys = jnp.concatenate([stack_keys(seed, seeds)] * len(names))
+    out = run(cfg, env, keys, obj=obj, progress=progress)
+    by_name = {
+        name: jax.tree.map(lambda x: x[i * seeds:(i + 1) * seeds], out.metrics)
+        for i, name in enumerate(names)
+    }
+    return out, by_name
 
 def _jsonable(x: Any) -> Any:
     if isinstance(x, np.ndarray):
