@@ -27,7 +27,7 @@ import jax
 
 import dpo_jax
 from dpo_jax.envs.mamujoco_robots import PAPER_TASKS
-from dpo_jax.rollout import reset_envs, step_envs
+from dpo_jax.rollout import random_rollout
 
 ALIAS = {robot: alias for alias, (robot, _) in PAPER_TASKS.items()}
 DEFAULT_RUNS = (
@@ -41,18 +41,8 @@ def bench(robot: str, batch: int, physics: str, repeats: int) -> dict:
     num_steps = max(10, min(200, 4096 // batch))
 
     def run(key):
-        init_key, run_key = jax.random.split(key)
-        envs = reset_envs(env, init_key, batch)
-
-        def body(envs, k):
-            a_key, e_key = jax.random.split(k)
-            actions = jax.vmap(env.random_actions)(jax.random.split(a_key, batch),
-                                                   envs.avail)
-            envs, rec = step_envs(env, envs, actions, e_key)
-            return envs, rec.reward.sum()
-
-        _, rewards = jax.lax.scan(body, envs, jax.random.split(run_key, num_steps))
-        return rewards.sum()
+        _, (_, _, _, records) = random_rollout(env, key, batch, num_steps)
+        return records.reward.sum()
 
     key = jax.random.key(0)
     t0 = time.perf_counter()

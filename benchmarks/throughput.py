@@ -26,7 +26,7 @@ import time
 import jax
 
 import dpo_jax
-from dpo_jax.rollout import reset_envs, step_envs
+from dpo_jax.rollout import random_rollout
 
 
 def _best_time(fn, args, repeats: int) -> float:
@@ -42,18 +42,8 @@ def bench_raw(env, num_envs: int, num_steps: int, repeats: int) -> dict:
     """Random-action stepping of ``num_envs`` envs for ``num_steps`` steps."""
 
     def run(key):
-        init_key, run_key = jax.random.split(key)
-        batch = reset_envs(env, init_key, num_envs)
-
-        def body(batch, k):
-            a_key, e_key = jax.random.split(k)
-            actions = jax.vmap(env.random_actions)(jax.random.split(a_key, num_envs),
-                                                   batch.avail)
-            batch, rec = step_envs(env, batch, actions, e_key)
-            return batch, rec.reward.sum()
-
-        _, rewards = jax.lax.scan(body, batch, jax.random.split(run_key, num_steps))
-        return rewards.sum()
+        _, (_, _, _, records) = random_rollout(env, key, num_envs, num_steps)
+        return records.reward.sum()
 
     key = jax.random.key(0)
     t0 = time.perf_counter()

@@ -29,7 +29,7 @@ from dpo_jax.envs.smax_medivac import (
     unit_type_index,
 )
 from dpo_jax.networks import action_probs, distribution, kl_divergence
-from dpo_jax.rollout import episode_stats, reset_envs, step_envs
+from dpo_jax.rollout import episode_stats, random_rollout
 
 FULL = os.environ.get("DPO_JAX_FULL") == "1"
 MARINE, MARAUDER, STALKER, ZEALOT = (unit_type_index(t) for t in
@@ -78,17 +78,7 @@ def _random_steps(env, num_envs=2, num_steps=6):
     """reset + ``num_steps`` random valid steps of ``num_envs`` envs, one program."""
 
     def run(key):
-        init_key, run_key = jax.random.split(key)
-        batch = reset_envs(env, init_key, num_envs)
-
-        def body(batch, k):
-            a_key, e_key = jax.random.split(k)
-            actions = jax.vmap(env.random_actions)(jax.random.split(a_key, num_envs),
-                                                   batch.avail)
-            new_batch, record = step_envs(env, batch, actions, e_key)
-            return new_batch, (batch.obs, batch.avail, actions, record)
-
-        last, traj = jax.lax.scan(body, batch, jax.random.split(run_key, num_steps))
+        last, traj = random_rollout(env, key, num_envs, num_steps)
         return last.env_state, traj
 
     key = jax.random.key(0)

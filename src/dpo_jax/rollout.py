@@ -118,6 +118,30 @@ def episode_stats(records: StepRecord) -> dict[str, Array]:
     return stats
 
 
+def random_rollout(
+    env: MultiAgentEnv, key: Array, num_envs: int, num_steps: int
+) -> tuple[EnvBatch, tuple[Array, Array, Array, StepRecord]]:
+    """Reset ``num_envs`` envs and step them ``num_steps`` times with uniformly random
+    valid actions, as one ``lax.scan`` (auto-reset as in training).
+
+    Returns the final batch and, stacked on a leading step axis, each step's
+    observation and action mask before the step, the actions, and its record.
+    Outputs a caller does not use are removed when the caller is ``jit``-ed.
+    """
+    init_key, run_key = jax.random.split(key)
+    batch = reset_envs(env, init_key, num_envs)
+
+    def body(batch: EnvBatch, step_key: Array) -> tuple[EnvBatch, tuple]:
+        act_key, env_key = jax.random.split(step_key)
+        actions = jax.vmap(env.random_actions)(
+            jax.random.split(act_key, num_envs), batch.avail
+        )
+        new_batch, record = step_envs(env, batch, actions, env_key)
+        return new_batch, (batch.obs, batch.avail, actions, record)
+
+    return jax.lax.scan(body, batch, jax.random.split(run_key, num_steps))
+
+
 def random_policy_return(
     env: MultiAgentEnv, key: Array, num_envs: int = 64, num_steps: int | None = None
 ) -> dict[str, Array]:
@@ -127,16 +151,5 @@ def random_policy_return(
     one compiled scan and averages over the episodes that ended.
     """
     steps = num_steps if num_steps is not None else 2 * env.max_steps
-    init_key, run_key = jax.random.split(key)
-    batch = reset_envs(env, init_key, num_envs)
-
-    def body(batch: EnvBatch, step_key: Array) -> tuple[EnvBatch, StepRecord]:
-        act_key, env_key = jax.random.split(step_key)
-        actions = jax.vmap(env.random_actions)(
-            jax.random.split(act_key, num_envs), batch.avail
-        )
-        return step_envs(env, batch, actions, env_key)
-
-    _, records = jax.lax.scan(body, batch, jax.random.split(run_key, steps))
+    _, (_, _, _, records) = random_rollout(env, key, num_envs, steps)
     return episode_stats(records)
-
