@@ -56,20 +56,38 @@ class Agents:
         return None if self.share_params else 0
 
 
-def _optimizer(lr: float, cfg: TrainConfig) -> optax.GradientTransformation:
+def learning_rate(lr: float, cfg: TrainConfig, num_updates: int) -> optax.ScalarOrSchedule:
+    """``lr``, or with ``cfg.anneal_lr`` the schedule ``lr * (1 - k / num_updates)``
+    during update k (0-based), constant within an update (JaxMARL/PureJaxRL's
+    linear annealing; the optimiser steps ``num_epochs * num_minibatches`` times
+    per update)."""
+    if not cfg.anneal_lr:
+        return lr
+    steps_per_update = cfg.num_epochs * cfg.num_minibatches
+
+    def schedule(count: Array) -> Array:
+        return lr * (1.0 - (count // steps_per_update) / num_updates)
+
+    return schedule
+
+
+def _optimizer(lr: optax.ScalarOrSchedule, cfg: TrainConfig) -> optax.GradientTransformation:
     return optax.chain(
         optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(lr, eps=cfg.adam_eps)
     )
 
 
-def make_agents(cfg: TrainConfig, env: MultiAgentEnv) -> Agents:
-    """Networks and optimisers for ``env``'s agents under ``cfg``."""
+def make_agents(cfg: TrainConfig, env: MultiAgentEnv, num_updates: int = 1) -> Agents:
+    """Networks and optimisers for ``env``'s agents under ``cfg``; ``num_updates``
+    (the run's length) sets the learning-rate schedule when ``cfg.anneal_lr``."""
     hidden = (cfg.hidden_size,) * cfg.num_hidden_layers
+    torso = dict(activation=cfg.activation, input_layer_norm=cfg.input_layer_norm)
     return Agents(
-        actor=Actor(env.action_spec, hidden, cfg.hidden_layer_norm, cfg.init_log_std),
-        critic=Critic(hidden, cfg.hidden_layer_norm),
-        actor_tx=_optimizer(cfg.actor_lr, cfg),
-        critic_tx=_optimizer(cfg.critic_lr, cfg),
+        actor=Actor(env.action_spec, hidden, cfg.hidden_layer_norm, cfg.init_log_std,
+                    **torso),
+        critic=Critic(hidden, cfg.hidden_layer_norm, **torso),
+        actor_tx=_optimizer(learning_rate(cfg.actor_lr, cfg, num_updates), cfg),
+        critic_tx=_optimizer(learning_rate(cfg.critic_lr, cfg, num_updates), cfg),
         num_agents=env.num_agents,
         obs_dim=env.obs_dim,
         mask_dim=env.mask_dim,

@@ -26,6 +26,7 @@ IDDPG for continuous actions. ``TrainConfig(algo=...)`` accepts them too; see
 SqrtKLForm = Literal["sqrt_of_mean", "mean_of_sqrt"]
 BetaSqrtRule = Literal["kl", "sqrt_kl"]
 NanPolicy = Literal["raise", "ignore"]
+Activation = Literal["relu", "tanh"]
 
 # d_target per environment family (paper, Appendix B).
 PAPER_D_TARGET: dict[str, float] = {
@@ -73,18 +74,36 @@ class TrainConfig:
       kl_sqrt_eps: floor under the square root, sqrt(max(KL, eps)); keeps gradients
         finite and exactly zero at KL = 0 (see ``objectives.py``).
       entropy_coef, value_coef, value_clip: entropy bonus, value-loss weight and
-        clipped value loss range (``None`` disables the clip).
+        clipped value loss range (``None`` disables the clip). With ``value_norm``
+        the clip range is in normalised units (as MAPPO).
+      value_norm, value_norm_beta: normalise value targets with running statistics
+        per agent (MAPPO's ``ValueNorm``, on by default in the code base the paper
+        builds on; ``value_norm.py``); ``value_norm_beta`` is the statistics' decay
+        per update (0.99999, MAPPO's).
+      huber_delta: Huber value loss with this threshold (MAPPO: on, 10.0, applied
+        to the normalised error); ``None`` gives the squared error ``e^2 / 2``.
+      bootstrap_truncation: at a time-limit truncation, bootstrap GAE from the
+        value of the episode's final observation (default, the correct target for a
+        critic that does not see the time) or treat it as a terminal state (value
+        0), as JaxMARL's IPPO and the MAPPO/authors' code (``use_proper_time_limits``
+        off) do.
       normalize_advantages: standardise advantages per agent over the minibatch
         (the MAPPO code base the paper builds on does; the paper is silent).
 
     Optimisation and networks
       actor_lr, critic_lr, adam_eps, max_grad_norm: Adam per agent and network,
         gradients clipped per agent and network by global norm.
+      anneal_lr: decay both learning rates linearly to 0 over the run, stepwise per
+        update (JaxMARL/PureJaxRL's schedule; MAPPO's ``use_linear_lr_decay``,
+        off by default there and here).
       gamma, gae_lambda: discount and GAE lambda.
       hidden_size, num_hidden_layers: MLP width and depth ("3-layer MLP" = 2
         hidden ReLU layers + output head).
-      hidden_layer_norm: LayerNorm after each hidden layer (as MAPPO's MLPBase);
-        the input is always LayerNorm-ed.
+      activation: ``"relu"`` (MAPPO's default, the paper's code) or ``"tanh"``
+        (JaxMARL's IPPO).
+      input_layer_norm: LayerNorm on the observation (MAPPO's
+        ``use_feature_normalization``, on); JaxMARL's IPPO has none.
+      hidden_layer_norm: LayerNorm after each hidden layer (as MAPPO's MLPBase).
       init_log_std: initial state-independent log-std of Gaussian policies.
       share_params: one parameter set for all agents (JaxMARL-style IPPO); the
         paper's setting is False (fully decentralized).
@@ -119,16 +138,23 @@ class TrainConfig:
     entropy_coef: float = 0.01
     value_coef: float = 1.0
     value_clip: Optional[float] = 0.2
+    value_norm: bool = True
+    value_norm_beta: float = 0.99999
+    huber_delta: Optional[float] = 10.0
+    bootstrap_truncation: bool = True
     normalize_advantages: bool = True
 
     actor_lr: float = 5e-4
     critic_lr: float = 5e-4
     adam_eps: float = 1e-5
     max_grad_norm: float = 10.0
+    anneal_lr: bool = False
     gamma: float = 0.99
     gae_lambda: float = 0.95
     hidden_size: int = 128
     num_hidden_layers: int = 2
+    activation: Activation = "relu"
+    input_layer_norm: bool = True
     hidden_layer_norm: bool = True
     init_log_std: float = 0.0
     share_params: bool = False
@@ -159,6 +185,19 @@ class TrainConfig:
         _require(self.value_coef > 0, "value_coef", self.value_coef, "a number > 0")
         _require(self.value_clip is None or self.value_clip > 0, "value_clip",
                  self.value_clip, "None or a number > 0")
+        for name in ("scale_adv_by_num_agents", "shared_betas", "value_norm",
+                     "bootstrap_truncation",
+                     "normalize_advantages", "anneal_lr", "input_layer_norm",
+                     "hidden_layer_norm", "share_params"):
+            value = getattr(self, name)
+            _require(isinstance(value, bool), name, value, "True or False")
+        _require(0 < self.value_norm_beta < 1, "value_norm_beta", self.value_norm_beta,
+                 "a number in (0, 1)")
+        _require(self.huber_delta is None or (math.isfinite(self.huber_delta)
+                 and self.huber_delta > 0), "huber_delta", self.huber_delta,
+                 "None or a finite number > 0")
+        _require(self.activation in ("relu", "tanh"), "activation", self.activation,
+                 "'relu' (MAPPO, the paper's code) or 'tanh' (JaxMARL)")
         _require(self.kl_sqrt_eps >= 0, "kl_sqrt_eps", self.kl_sqrt_eps, "a number >= 0")
         _require(self.sqrt_kl_form in ("sqrt_of_mean", "mean_of_sqrt"), "sqrt_kl_form",
                  self.sqrt_kl_form, "'sqrt_of_mean' (paper) or 'mean_of_sqrt' (code)")
@@ -200,3 +239,28 @@ def paper_config(env_family: str, **overrides: object) -> TrainConfig:
         )
     fields = {"d_target": PAPER_D_TARGET[env_family], **overrides}
     return TrainConfig(**fields)  # type: ignore[arg-type]
+
+
+JAXMARL_IPPO_MPE: dict[str, object] = dict(
+    algo="ippo", num_envs=16, num_steps=128, num_epochs=4, num_minibatches=4,
+    actor_lr=2.5e-4, critic_lr=2.5e-4, anneal_lr=True, max_grad_norm=0.5,
+    clip_eps=0.2, value_coef=0.5, value_clip=0.2, value_norm=False, huber_delta=None,
+    entropy_coef=0.01, gamma=0.99, gae_lambda=0.95, hidden_size=64,
+    num_hidden_layers=2, activation="tanh", input_layer_norm=False,
+    hidden_layer_norm=False, share_params=True,
+)
+"""JaxMARL's ``baselines/IPPO/config/ippo_ff_mpe.yaml`` in ``TrainConfig`` fields.
+
+What remains different (documented, not configurable): JaxMARL has one Adam and
+one global-norm clip over actor and critic together (here each network has its
+own), normalises advantages per minibatch over all agents (here per agent over
+the update's batch), and treats MPE's time limit as a terminal state (here it is
+bootstrapped). Its episodes last 26 steps (``done`` comes one step late) and its
+logged return is multiplied by the number of agents (``MPELogWrapper``).
+"""
+
+
+def jaxmarl_ippo_config(**overrides: object) -> TrainConfig:
+    """JaxMARL's IPPO-FF MPE settings (``JAXMARL_IPPO_MPE``) with ``overrides``;
+    ``share_params=False`` gives the same settings with independent agents."""
+    return TrainConfig(**{**JAXMARL_IPPO_MPE, **overrides})  # type: ignore[arg-type]

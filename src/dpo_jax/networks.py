@@ -1,8 +1,9 @@
 """Actor and critic MLPs of one agent and the policy distributions (distrax).
 
-Architecture (paper Appendix B, reference code's MLPBase): LayerNorm on the input,
-``num_hidden_layers`` Dense(hidden_size) + ReLU layers (each followed by LayerNorm
-when ``hidden_layer_norm``), then a linear head. Orthogonal initialisation: gain
+Architecture (paper Appendix B, reference code's MLPBase): LayerNorm on the input
+(``input_layer_norm``), ``num_hidden_layers`` Dense(hidden_size) + activation (ReLU,
+or tanh as JaxMARL) layers, each followed by LayerNorm when ``hidden_layer_norm``,
+then a linear head. Orthogonal initialisation: gain
 sqrt(2) on hidden layers, 0.01 on the policy head, 1 on the value head; zero biases
 (``dpo_jax.initializers.orthogonal``: flax's construction without the LAPACK QR
 that deadlocks XLA's CPU runtime under ``vmap``).
@@ -34,19 +35,26 @@ Array = jax.Array
 MASKED_LOGIT = -1e9
 
 
+ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh}
+
+
 class MLPTorso(nn.Module):
-    """Input LayerNorm then ReLU layers."""
+    """Optional input LayerNorm, then hidden layers with ``activation``."""
 
     hidden_sizes: Sequence[int]
     hidden_layer_norm: bool = True
+    activation: str = "relu"
+    input_layer_norm: bool = True
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        x = nn.LayerNorm()(x)
+        if self.input_layer_norm:
+            x = nn.LayerNorm()(x)
+        act = ACTIVATIONS[self.activation]
         for size in self.hidden_sizes:
             x = nn.Dense(size, kernel_init=orthogonal(math.sqrt(2.0)),
                          bias_init=nn.initializers.zeros)(x)
-            x = nn.relu(x)
+            x = act(x)
             if self.hidden_layer_norm:
                 x = nn.LayerNorm()(x)
         return x
@@ -59,10 +67,13 @@ class Actor(nn.Module):
     hidden_sizes: Sequence[int] = (128, 128)
     hidden_layer_norm: bool = True
     init_log_std: float = 0.0
+    activation: str = "relu"
+    input_layer_norm: bool = True
 
     @nn.compact
     def __call__(self, obs: Array, avail_actions: Array) -> Array:
-        x = MLPTorso(self.hidden_sizes, self.hidden_layer_norm)(obs)
+        x = MLPTorso(self.hidden_sizes, self.hidden_layer_norm, self.activation,
+                     self.input_layer_norm)(obs)
         head_init = orthogonal(0.01)
         spec = self.action_spec
         if isinstance(spec, DiscreteActions):
@@ -77,14 +88,18 @@ class Actor(nn.Module):
 
 
 class Critic(nn.Module):
-    """Value network V^i(o): observation -> scalar."""
+    """Value network V^i(o): observation -> scalar (normalised units when the
+    trainer normalises values)."""
 
     hidden_sizes: Sequence[int] = (128, 128)
     hidden_layer_norm: bool = True
+    activation: str = "relu"
+    input_layer_norm: bool = True
 
     @nn.compact
     def __call__(self, obs: Array) -> Array:
-        x = MLPTorso(self.hidden_sizes, self.hidden_layer_norm)(obs)
+        x = MLPTorso(self.hidden_sizes, self.hidden_layer_norm, self.activation,
+                     self.input_layer_norm)(obs)
         value = nn.Dense(1, kernel_init=orthogonal(1.0),
                          bias_init=nn.initializers.zeros)(x)
         return value[..., 0]

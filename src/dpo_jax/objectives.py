@@ -39,6 +39,7 @@ from typing import NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import optax
 
 from dpo_jax.config import TrainConfig
 
@@ -177,18 +178,27 @@ def policy_loss(
 
 
 def value_loss(
-    values: Array, old_values: Array, targets: Array, value_clip: float | None
+    values: Array, old_values: Array, targets: Array, value_clip: float | None,
+    huber_delta: float | None = None,
 ) -> Array:
-    """Clipped value loss ``0.5 * E[max((V - y)^2, (V_clip - y)^2)]`` (PPO/MAPPO).
+    """Clipped value loss ``E[max(l(V - y), l(V_clip - y))]`` (PPO/MAPPO).
 
-    ``V_clip = V_old + clip(V - V_old, -c, c)``; ``value_clip=None`` gives plain MSE/2.
+    ``V_clip = V_old + clip(V - V_old, -c, c)``; ``value_clip=None`` drops the clip.
+    ``l(e) = e^2 / 2``, or with ``huber_delta=d`` the Huber loss (``e^2 / 2`` for
+    ``|e| <= d``, ``d (|e| - d / 2)`` beyond; MAPPO's ``huber_loss``).
     """
     chex.assert_equal_shape([values, old_values, targets])
-    err = jnp.square(values - targets)
+
+    def loss(pred: Array) -> Array:
+        if huber_delta is None:
+            return optax.l2_loss(pred, targets)
+        return optax.huber_loss(pred, targets, delta=huber_delta)
+
+    err = loss(values)
     if value_clip is not None:
         v_clipped = old_values + jnp.clip(values - old_values, -value_clip, value_clip)
-        err = jnp.maximum(err, jnp.square(v_clipped - targets))
-    return 0.5 * err.mean()
+        err = jnp.maximum(err, loss(v_clipped))
+    return err.mean()
 
 
 def adapt_beta(beta: Array, stat: Array, target: Array, obj: ObjectiveParams,

@@ -49,6 +49,13 @@ from dpo_jax.objectives import (
     value_loss,
 )
 from dpo_jax.rollout import EnvBatch, StepRecord, episode_stats, reset_envs, step_envs
+from dpo_jax.value_norm import (
+    ValueNormState,
+    denormalize,
+    init_value_norm,
+    normalize,
+    update_value_norm,
+)
 
 Array = jax.Array
 ProgressFn = Callable[[dict[str, np.ndarray]], None]
@@ -56,7 +63,8 @@ AnyConfig = Union[TrainConfig, IQLConfig, IDDPGConfig]
 
 
 class Transition(NamedTuple):
-    """One rollout step of E envs, agents stacked: leaves ``[E, N, ...]`` / ``[E]``."""
+    """One rollout step of E envs, agents stacked: leaves ``[E, N, ...]`` / ``[E]``.
+    ``value`` is the critic's output (normalised units with ``cfg.value_norm``)."""
 
     obs: Array
     avail: Array
@@ -68,7 +76,9 @@ class Transition(NamedTuple):
 
 
 class Batch(NamedTuple):
-    """Training samples flattened over time and envs: leaves ``[B, N, ...]``."""
+    """Training samples flattened over time and envs: leaves ``[B, N, ...]``.
+    ``value`` and ``target`` are in the critic's units (normalised with
+    ``cfg.value_norm``); ``advantage`` is in the env's units (or standardised)."""
 
     obs: Array
     avail: Array
@@ -87,6 +97,7 @@ class TrainState(NamedTuple):
     beta_sqrt: Array  # [N] beta_1 of eq. 19
     beta_kl: Array  # [N] beta_2 of eq. 19
     env_batch: EnvBatch
+    value_norm: ValueNormState  # running statistics of the value targets [N]
     last_return: Array  # mean return of the last episodes that finished
     finite: Array  # False from the first non-finite loss or gradient on
     key: Array
@@ -120,24 +131,41 @@ def rollout(
     return jax.lax.scan(one_step, env_batch, jax.random.split(key, num_steps))
 
 
-def make_batch(agents: Agents, params: Any, traj: Transition, cfg: TrainConfig) -> Batch:
+def make_batch(
+    agents: Agents, params: Any, traj: Transition, cfg: TrainConfig,
+    norm: ValueNormState,
+) -> tuple[Batch, ValueNormState, Array]:
     """GAE per agent (bootstrapping truncated episodes from their final
-    observation), then flatten time x envs into one sample axis."""
+    observation) in the env's units, the value-target statistics updated with
+    this batch (``cfg.value_norm``), then time x envs flattened into one sample axis.
+
+    Returns the batch, the new statistics and the critic's explained variance
+    ``[N]`` of the targets (``1 - Var(y - V) / Var(y)`` in env units, before the
+    update: 1 is a perfect critic, 0 one no better than a constant).
+    """
     next_values = agents_lib.values(agents, params, traj.step.next_obs)
+    values = denormalize(norm, traj.value)
+    terminal = traj.step.terminated if cfg.bootstrap_truncation else traj.step.done
     advantages, targets = gae(
-        traj.step.reward, traj.value, next_values,
-        traj.step.terminated[..., None], traj.step.done[..., None],
+        traj.step.reward, values, denormalize(norm, next_values),
+        terminal[..., None], traj.step.done[..., None],
         cfg.gamma, cfg.gae_lambda,
     )
+    axes = (0, 1)
+    explained = 1.0 - (targets - values).var(axes) / (targets.var(axes) + 1e-8)
+    if cfg.value_norm:
+        norm = update_value_norm(norm, targets, cfg.value_norm_beta,
+                                 shared=agents.share_params)
+        targets = normalize(norm, targets)
     if cfg.normalize_advantages:
-        axes = (0, 1)
         advantages = (advantages - advantages.mean(axes)) / (advantages.std(axes) + 1e-8)
     flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
-    return Batch(
+    batch = Batch(
         obs=flat(traj.obs), avail=flat(traj.avail), action=flat(traj.action),
         log_prob=flat(traj.log_prob), dist_params=flat(traj.dist_params),
         value=flat(traj.value), advantage=flat(advantages), target=flat(targets),
     )
+    return batch, norm, explained
 
 
 def agent_loss(
@@ -155,7 +183,8 @@ def agent_loss(
         kl_sqrt_eps=cfg.kl_sqrt_eps,
     )
     new_values = agents.critic.apply(params["critic"], batch.obs)
-    v_loss = value_loss(new_values, batch.value, batch.target, cfg.value_clip)
+    v_loss = value_loss(new_values, batch.value, batch.target, cfg.value_clip,
+                        cfg.huber_delta)
     return pi_loss + cfg.value_coef * v_loss, (aux, v_loss)
 
 
@@ -309,8 +338,8 @@ def make_train(
         return make_train_iddpg(cfg, env, progress)
     num_steps = rollout_length(cfg, env)
     cfg.check_batch(num_steps)
-    agents = agents_lib.make_agents(cfg, env)
     n_updates = num_updates(cfg, env)
+    agents = agents_lib.make_agents(cfg, env, n_updates)
     steps_per_update = cfg.num_envs * num_steps
     default_obj = objective_params(cfg, env.num_agents)
 
@@ -330,7 +359,8 @@ def make_train(
         params = state.agents.params
         env_batch, traj = rollout(env, agents, params, state.env_batch, rollout_key,
                                   num_steps)
-        batch = make_batch(agents, params, traj, cfg)
+        batch, value_norm, explained = make_batch(agents, params, traj, cfg,
+                                                  state.value_norm)
         new_agents, stats = update_epochs(agents, state.agents, batch, state.beta_sqrt,
                                           state.beta_kl, obj, cfg, epoch_key)
         kl, sqrt_kl = batch_kl(agents, new_agents.params, batch)
@@ -343,10 +373,10 @@ def make_train(
         # runtime, so a non-finite update is dropped in-graph and reported.
         finite = stats.pop("finite") & state.finite
         if cfg.nan_policy == "raise":
-            new_agents, beta_sqrt, beta_kl = jax.tree.map(
+            new_agents, beta_sqrt, beta_kl, value_norm = jax.tree.map(
                 lambda new, old: jnp.where(finite, new, old),
-                (new_agents, beta_sqrt, beta_kl),
-                (state.agents, state.beta_sqrt, state.beta_kl))
+                (new_agents, beta_sqrt, beta_kl, value_norm),
+                (state.agents, state.beta_sqrt, state.beta_kl, state.value_norm))
         metrics = {
             **{k: v for k, v in episodes.items() if k != "episode_return"},
             **stats,
@@ -356,6 +386,7 @@ def make_train(
             "episode_return": last_return,
             "kl": kl,
             "sqrt_kl": sqrt_kl,
+            "explained_variance": explained,
             # the coefficients used during this update, before adaptation
             "beta_sqrt": state.beta_sqrt,
             "beta_kl": state.beta_kl,
@@ -363,8 +394,8 @@ def make_train(
         }
         if progress is not None:
             jax.debug.callback(progress, metrics)
-        new_state = TrainState(new_agents, beta_sqrt, beta_kl, env_batch, last_return,
-                               finite, key)
+        new_state = TrainState(new_agents, beta_sqrt, beta_kl, env_batch, value_norm,
+                               last_return, finite, key)
         return new_state, metrics
 
     def train(key: Array, obj: Optional[ObjectiveParams] = None,
@@ -378,6 +409,7 @@ def make_train(
             beta_sqrt=ones * obj.init_beta_sqrt,
             beta_kl=ones * obj.init_beta_kl,
             env_batch=reset_envs(env, env_key, cfg.num_envs),
+            value_norm=init_value_norm(env.num_agents),
             last_return=jnp.array(jnp.nan, jnp.float32),
             finite=jnp.array(True),
             key=run_key,
