@@ -54,12 +54,13 @@ def test_dpo_long_run_small_stochastic_game():
 
 
 def _mpe_run(num_updates: int, num_envs: int, tmp_path) -> tuple[np.ndarray, float]:
-    """Run the quick-start example in a fresh process and read its results (this
-    checks the example end to end too). The time limit turns a stall into a failure
-    rather than a stuck CI job."""
-    total = num_updates * num_envs * 25
+    """Run the quick-start example (DPO only, its default CPU batch of 128-step
+    rollouts) in a fresh process and read its results (this checks the example end
+    to end too). The time limit turns a stall into a failure rather than a stuck CI
+    job."""
+    total = num_updates * num_envs * 128
     cmd = [sys.executable, str(ROOT / "examples" / "mpe_spread.py"), "--seeds", "2",
-           "--num-envs", str(num_envs), "--total-timesteps", str(total),
+           "--algos", "dpo", "--num-envs", str(num_envs), "--total-timesteps", str(total),
            "--out", str(tmp_path), "--print-every", "1000000"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
@@ -71,18 +72,18 @@ def _mpe_run(num_updates: int, num_envs: int, tmp_path) -> tuple[np.ndarray, flo
 
 
 def test_dpo_beats_random_on_mpe_spread(tmp_path):
-    # ~100k env steps per seed: DPO's 1/N-scaled, KL-penalised steps are small, so
-    # MPE spread improves slowly (measured: about +2 over random by here)
-    returns, random_return = _mpe_run(130, 32, tmp_path)
-    final = np.nanmean(returns[:, -30:])
+    # 160k env steps per seed (80 updates of 16 envs x 128 steps); measured in the
+    # quick start's 3-seed runs: about +3 over random by here
+    returns, random_return = _mpe_run(80, 16, tmp_path)
+    final = np.nanmean(returns[:, -20:])
     # the random policy's mean over 512 episodes has a standard error of ~0.2; the
-    # final mean over 2 seeds x 30 updates x 32 episodes one of ~0.2 too
-    assert final > random_return + 1.0, (final, random_return)
+    # final mean over 2 seeds x 20 updates x ~80 episodes one of ~0.2 too
+    assert final > random_return + 1.5, (final, random_return)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not FULL, reason="set DPO_JAX_FULL=1 for the long version")
 def test_dpo_long_run_mpe_spread(tmp_path):
-    returns, random_return = _mpe_run(400, 32, tmp_path)
+    returns, random_return = _mpe_run(200, 16, tmp_path)
     final = np.nanmean(returns[:, -30:])
-    assert final > random_return + 3.0, (final, random_return)
+    assert final > random_return + 4.0, (final, random_return)

@@ -212,7 +212,8 @@ def test_jaxmarl_preset_matches_its_yaml_and_validates():
     assert (cfg.actor_lr, cfg.max_grad_norm, cfg.value_coef, cfg.hidden_size) == (
         2.5e-4, 0.5, 0.5, 64)
     assert cfg.activation == "tanh" and cfg.anneal_lr and cfg.share_params
-    assert not (cfg.input_layer_norm or cfg.hidden_layer_norm or cfg.value_norm)
+    assert not (cfg.input_layer_norm or cfg.hidden_layer_norm or cfg.value_norm
+                or cfg.bootstrap_truncation)
     assert jaxmarl_ippo_config(share_params=False).share_params is False
     assert set(JAXMARL_IPPO_MPE) <= set(dpo_jax.TrainConfig.__dataclass_fields__)
 

@@ -20,6 +20,7 @@ from dpo_jax.config import (
     BASELINE_ALGORITHMS,
     PAPER_D_TARGET,
     TrainConfig,
+    jaxmarl_ippo_config,
     paper_config,
 )
 from dpo_jax.envs import JaxMARLAdapter, MultiAgentEnv, list_envs, make_env, register_env
@@ -32,7 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ALGORITHMS", "BASELINE_ALGORITHMS", "BaselineResult", "IDDPGConfig", "IQLConfig",
     "PAPER_D_TARGET", "check_finite", "JaxMARLAdapter", "MultiAgentEnv", "ObjectiveParams",
-    "TrainConfig", "TrainResult", "list_envs", "make_env", "make_train", "num_updates",
+    "TrainConfig", "TrainResult", "jaxmarl_ippo_config", "list_envs", "make_env", "make_train", "num_updates",
     "objective_params", "paper_config", "random_policy_return", "register_env",
     "stack_params",
 ]

@@ -247,16 +247,17 @@ JAXMARL_IPPO_MPE: dict[str, object] = dict(
     clip_eps=0.2, value_coef=0.5, value_clip=0.2, value_norm=False, huber_delta=None,
     entropy_coef=0.01, gamma=0.99, gae_lambda=0.95, hidden_size=64,
     num_hidden_layers=2, activation="tanh", input_layer_norm=False,
-    hidden_layer_norm=False, share_params=True,
+    hidden_layer_norm=False, bootstrap_truncation=False, share_params=True,
 )
 """JaxMARL's ``baselines/IPPO/config/ippo_ff_mpe.yaml`` in ``TrainConfig`` fields.
 
 What remains different (documented, not configurable): JaxMARL has one Adam and
 one global-norm clip over actor and critic together (here each network has its
 own), normalises advantages per minibatch over all agents (here per agent over
-the update's batch), and treats MPE's time limit as a terminal state (here it is
-bootstrapped). Its episodes last 26 steps (``done`` comes one step late) and its
-logged return is multiplied by the number of agents (``MPELogWrapper``).
+the update's batch). Like JaxMARL, the preset treats the time limit as a terminal
+state (``bootstrap_truncation=False``). JaxMARL's MPE episodes last 26 steps
+(``done`` comes one step late) and its logged return is multiplied by the number
+of agents (``MPELogWrapper``); see ``benchmarks/peer_parity.py``.
 """
 
 
