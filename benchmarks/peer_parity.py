@@ -59,6 +59,9 @@ def parse_args() -> argparse.Namespace:
                    choices=["jaxmarl", "paper"])
     p.add_argument("--variants", nargs="+", default=["ippo_shared", "ippo", "dpo"],
                    choices=["ippo_shared", "ippo", "dpo"])
+    p.add_argument("--overrides", type=json.loads, default={},
+                   help="JSON dict of TrainConfig fields applied to every dpo-jax entry, "
+                        "e.g. '{\"scale_adv_by_num_agents\": false}'")
     p.add_argument("--jaxmarl-script", default=None,
                    help="path of JaxMARL's baselines/IPPO/ippo_ff_mpe.py to run as the peer")
     p.add_argument("--out", default="benchmarks/results/peer_parity.json")
@@ -87,13 +90,14 @@ def our_config(setting: str, variant: str, args: argparse.Namespace) -> dpo_jax.
     algo = "dpo" if variant == "dpo" else "ippo"
     shared = variant == "ippo_shared"
     if setting == "jaxmarl":
-        return jaxmarl_ippo_config(algo=algo, share_params=shared,
-                                   total_timesteps=args.total_timesteps,
-                                   d_target=dpo_jax.PAPER_D_TARGET["mpe"])
-    return dpo_jax.paper_config(
-        "mpe", algo=algo, share_params=shared, num_envs=args.paper_num_envs,
-        num_steps=OUR_EPISODE_STEPS,
-        total_timesteps=args.paper_total_timesteps or args.total_timesteps)
+        return jaxmarl_ippo_config(**{
+            "algo": algo, "share_params": shared, "total_timesteps": args.total_timesteps,
+            "d_target": dpo_jax.PAPER_D_TARGET["mpe"], **args.overrides})
+    return dpo_jax.paper_config("mpe", **{
+        "algo": algo, "share_params": shared, "num_envs": args.paper_num_envs,
+        "num_steps": OUR_EPISODE_STEPS,
+        "total_timesteps": args.paper_total_timesteps or args.total_timesteps,
+        **args.overrides})
 
 
 def run_ours(env, cfg: dpo_jax.TrainConfig, args: argparse.Namespace) -> tuple[np.ndarray, dict]:
@@ -227,6 +231,7 @@ def main() -> None:
         "machine": f"{platform.machine()} {jax.devices()[0].device_kind}, "
                    f"{len(jax.devices())} device(s), jax {jax.__version__}",
         "env": "mpe_spread", "num_agents": args.num_agents, "seeds": args.seeds,
+        "overrides": args.overrides,
         "random_policy": rand, "scale_factor_nominal": factor,
         "scale_factor_measured": rand["jaxmarl"] / rand["ours"],
         "entries": entries,
