@@ -84,10 +84,12 @@ def main() -> None:
         returns = np.asarray(out.metrics["episode_return"], np.float64)
         k = max(1, returns.shape[1] // 10)
         agents = agents_lib.make_agents(cfg, env, dpo_jax.num_updates(cfg, env))
+        # one compile per variant: the jitted function is built once, not per seed
+        drift_fn = jax.jit(lambda p: drift(env, agents, p, jax.random.key(5)))
         seeds = []
         for s in range(args.seeds):
             params = jax.tree.map(lambda x: x[s], out.result.agents.params)
-            d = jax.jit(lambda p: drift(env, agents, p, jax.random.key(5)))(params)
+            d = drift_fn(params)
             dist = np.asarray(d["centre_distance"])
             seeds.append({
                 "first10": float(np.nanmean(returns[s, :k])),
