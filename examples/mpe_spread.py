@@ -1,6 +1,6 @@
 """Train DPO and IPPO (or any relative, or IQL) on 5-agent MPE simple spread, on whatever device JAX sees.
 
-    python examples/mpe_spread.py                      # DPO and IPPO, 3 seeds, ~4 CPU minutes
+    python examples/mpe_spread.py                      # DPO and IPPO, 3 seeds, ~2.5 CPU minutes
     python examples/mpe_spread.py --algo ippo --seeds 5 --total-timesteps 2000000
     python examples/mpe_spread.py --paper --algos dpo ippo iql --seeds 5 --total-timesteps 2000000
 
