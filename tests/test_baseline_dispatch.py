@@ -47,7 +47,9 @@ def test_train_config_fields_carry_over_to_the_baseline_configs():
     cfg = dpo_jax.TrainConfig(algo="iql", total_timesteps=12_345, num_envs=4, gamma=0.9,
                               hidden_size=32, critic_lr=1e-3, max_grad_norm=5.0,
                               nan_policy="ignore", d_target=0.3)
-    assert from_train_config(cfg) == IQLConfig(
+    with pytest.warns(UserWarning, match=r"\['d_target'\] do not apply to algo='iql'"):
+        baseline = from_train_config(cfg)
+    assert baseline == IQLConfig(
         total_timesteps=12_345, num_envs=4, gamma=0.9, hidden_size=32, lr=1e-3,
         grad_norm_clip=5.0, nan_policy="ignore")
     cfg = dpo_jax.TrainConfig(algo="iddpg", total_timesteps=9_000, num_envs=3, num_steps=7,
@@ -55,7 +57,7 @@ def test_train_config_fields_carry_over_to_the_baseline_configs():
                               hidden_size=16, gamma=0.95)
     assert from_train_config(cfg) == IDDPGConfig(
         total_timesteps=9_000, num_envs=3, num_steps=7, actor_lr=1e-4, critic_lr=2e-4,
-        num_hidden_layers=3, hidden_size=16, gamma=0.95)
+        num_hidden_layers=3, hidden_size=16, gamma=0.95, learning_starts=900)
     # num_steps=None (the PPO trainer's "one episode") keeps IDDPG's own default
     default = from_train_config(dpo_jax.TrainConfig(algo="iddpg"))
     assert default.num_steps == IDDPGConfig().num_steps
@@ -89,7 +91,8 @@ def test_num_updates_of_each_algorithm_by_hand():
                                                    num_envs=3), game) == 100 // 12
     assert dpo_jax.num_updates(IQLConfig(total_timesteps=100, num_envs=2), game) == 12
     # IDDPG: num_envs * num_steps per update
-    assert dpo_jax.num_updates(IDDPGConfig(total_timesteps=1000, num_envs=4, num_steps=10),
+    assert dpo_jax.num_updates(IDDPGConfig(total_timesteps=1000, num_envs=4, num_steps=10,
+                                               learning_starts=100),
                                reach) == 25
     # the PPO family as before: num_envs * episode limit
     assert dpo_jax.num_updates(dpo_jax.TrainConfig(total_timesteps=1000, num_envs=4),

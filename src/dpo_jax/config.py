@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Literal, Optional
 
 ALGORITHMS: tuple[str, ...] = ("dpo", "ippo", "ippo_kl", "dpo_no_sqrt", "dpo_no_kl")
@@ -40,6 +41,62 @@ PAPER_D_TARGET: dict[str, float] = {
 def _require(cond: bool, field: str, value: object, expected: str) -> None:
     if not cond:
         raise ValueError(f"TrainConfig.{field}={value!r} is invalid: expected {expected}")
+
+
+def is_int(value: object) -> bool:
+    """An integer that is not a bool (Python or numpy)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value: object) -> bool:
+    """A finite real number that is not a bool (Python or numpy)."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+_INT_FIELDS = ("total_timesteps", "num_envs", "num_epochs", "num_minibatches",
+               "hidden_size", "num_hidden_layers")
+_FLOAT_FIELDS = ("clip_eps", "d_target", "delta", "omega", "init_beta_sqrt", "init_beta_kl",
+                 "beta_min", "beta_max", "kl_sqrt_eps", "entropy_coef", "value_coef",
+                 "value_norm_beta", "actor_lr", "critic_lr", "adam_eps", "max_grad_norm",
+                 "gamma", "gae_lambda", "init_log_std")
+_OPTIONAL_FLOAT_FIELDS = ("value_clip", "huber_delta")
+_BOOL_FIELDS = ("scale_adv_by_num_agents", "shared_betas", "value_norm",
+                "bootstrap_truncation", "normalize_advantages", "anneal_lr",
+                "input_layer_norm", "hidden_layer_norm", "share_params")
+_CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
+    "sqrt_kl_form": ("sqrt_of_mean", "mean_of_sqrt"),
+    "beta_sqrt_rule": ("kl", "sqrt_kl"),
+    "activation": ("relu", "tanh"),
+    "nan_policy": ("raise", "ignore"),
+}
+
+
+def _check_types(cfg: "TrainConfig") -> None:
+    """Every field has its declared type (ints not bools, finite reals, real bools,
+    one of the allowed strings) before any range check compares values. numpy
+    scalars are accepted and stored as Python numbers (the config is hashed by
+    ``jit`` as a static value)."""
+    for name in _INT_FIELDS + ("num_steps",):
+        value = getattr(cfg, name)
+        if name == "num_steps" and value is None:
+            continue
+        _require(is_int(value), name, value, "an int (not a bool)")
+        object.__setattr__(cfg, name, int(value))
+    for name in _FLOAT_FIELDS + _OPTIONAL_FLOAT_FIELDS:
+        value = getattr(cfg, name)
+        if name in _OPTIONAL_FLOAT_FIELDS and value is None:
+            continue
+        _require(is_real(value), name, value, "a finite real number")
+        object.__setattr__(cfg, name, float(value))
+    for name in _BOOL_FIELDS:
+        value = getattr(cfg, name)
+        _require(isinstance(value, bool), name, value, "True or False")
+    choices = {"algo": ALGORITHMS + BASELINE_ALGORITHMS, **_CHOICE_FIELDS}
+    for name, allowed in choices.items():
+        value = getattr(cfg, name)
+        _require(isinstance(value, str) and value in allowed, name, value,
+                 f"one of {allowed}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,49 +219,30 @@ class TrainConfig:
     nan_policy: NanPolicy = "raise"
 
     def __post_init__(self) -> None:
-        _require(self.algo in ALGORITHMS + BASELINE_ALGORITHMS, "algo", self.algo,
-                 f"one of {ALGORITHMS + BASELINE_ALGORITHMS}")
-        for name in ("total_timesteps", "num_envs", "num_epochs", "num_minibatches",
-                     "hidden_size", "num_hidden_layers"):
+        _check_types(self)
+        for name in _INT_FIELDS:
             value = getattr(self, name)
-            _require(isinstance(value, int) and value > 0, name, value, "a positive int")
-        _require(self.num_steps is None or (isinstance(self.num_steps, int)
-                 and self.num_steps > 0), "num_steps", self.num_steps,
+            _require(value > 0, name, value, "a positive int")
+        _require(self.num_steps is None or self.num_steps > 0, "num_steps", self.num_steps,
                  "None or a positive int")
         for name in ("d_target", "actor_lr", "critic_lr", "adam_eps", "max_grad_norm",
-                     "clip_eps", "beta_min", "init_beta_sqrt", "init_beta_kl"):
+                     "clip_eps", "beta_min", "init_beta_sqrt", "init_beta_kl", "value_coef"):
             value = getattr(self, name)
-            _require(math.isfinite(value) and value > 0, name, value, "a finite number > 0")
-        _require(self.delta > 1, "delta", self.delta, "a number > 1")
-        _require(self.omega > 1, "omega", self.omega, "a number > 1")
+            _require(value > 0, name, value, "a finite number > 0")
+        _require(self.delta > 1, "delta", self.delta, "a finite number > 1")
+        _require(self.omega > 1, "omega", self.omega, "a finite number > 1")
         _require(self.beta_max > self.beta_min, "beta_max", self.beta_max,
-                 f"a number > beta_min={self.beta_min}")
+                 f"a finite number > beta_min={self.beta_min}")
         _require(0 < self.gamma <= 1, "gamma", self.gamma, "a number in (0, 1]")
         _require(0 <= self.gae_lambda <= 1, "gae_lambda", self.gae_lambda, "a number in [0, 1]")
         _require(self.entropy_coef >= 0, "entropy_coef", self.entropy_coef, "a number >= 0")
-        _require(self.value_coef > 0, "value_coef", self.value_coef, "a number > 0")
         _require(self.value_clip is None or self.value_clip > 0, "value_clip",
-                 self.value_clip, "None or a number > 0")
-        for name in ("scale_adv_by_num_agents", "shared_betas", "value_norm",
-                     "bootstrap_truncation",
-                     "normalize_advantages", "anneal_lr", "input_layer_norm",
-                     "hidden_layer_norm", "share_params"):
-            value = getattr(self, name)
-            _require(isinstance(value, bool), name, value, "True or False")
+                 self.value_clip, "None or a finite number > 0")
         _require(0 < self.value_norm_beta < 1, "value_norm_beta", self.value_norm_beta,
                  "a number in (0, 1)")
-        _require(self.huber_delta is None or (math.isfinite(self.huber_delta)
-                 and self.huber_delta > 0), "huber_delta", self.huber_delta,
-                 "None or a finite number > 0")
-        _require(self.activation in ("relu", "tanh"), "activation", self.activation,
-                 "'relu' (MAPPO, the paper's code) or 'tanh' (JaxMARL)")
+        _require(self.huber_delta is None or self.huber_delta > 0, "huber_delta",
+                 self.huber_delta, "None or a finite number > 0")
         _require(self.kl_sqrt_eps >= 0, "kl_sqrt_eps", self.kl_sqrt_eps, "a number >= 0")
-        _require(self.sqrt_kl_form in ("sqrt_of_mean", "mean_of_sqrt"), "sqrt_kl_form",
-                 self.sqrt_kl_form, "'sqrt_of_mean' (paper) or 'mean_of_sqrt' (code)")
-        _require(self.beta_sqrt_rule in ("kl", "sqrt_kl"), "beta_sqrt_rule",
-                 self.beta_sqrt_rule, "'kl' (paper) or 'sqrt_kl' (code)")
-        _require(self.nan_policy in ("raise", "ignore"), "nan_policy", self.nan_policy,
-                 "'raise' or 'ignore'")
         if self.num_steps is not None:
             self.check_batch(self.num_steps)
 

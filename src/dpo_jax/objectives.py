@@ -39,9 +39,10 @@ from typing import NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from dpo_jax.config import TrainConfig
+from dpo_jax.config import TrainConfig, is_int
 
 Array = jax.Array
 
@@ -50,7 +51,12 @@ class ObjectiveParams(NamedTuple):
     """Numeric description of one objective-family member and its beta rule.
 
     All fields are float32 scalars (or arrays with a leading sweep axis when
-    ``vmap``-ed); build them with :func:`objective_params`.
+    ``vmap``-ed); build them with :func:`objective_params`. A NamedTuple cannot
+    check its own fields, so values made with ``_replace`` are checked where they
+    are used: ``validate_objective_params`` on the host (``objective_params``,
+    ``experiments.run``, an un-traced ``train(key, obj)``) and
+    ``objective_params_ok`` inside the program (an invalid ``obj`` marks the run
+    not ``finite``, so ``check_finite`` raises).
     """
 
     use_clip: Array
@@ -63,6 +69,61 @@ class ObjectiveParams(NamedTuple):
     omega: Array
     init_beta_sqrt: Array
     init_beta_kl: Array
+
+
+# field -> (lower bound, lower bound inclusive, upper bound or None, what is expected)
+_BOUNDS: dict[str, tuple[float, bool, float | None, str]] = {
+    "use_clip": (0.0, True, 1.0, "a number in [0, 1] (a switch)"),
+    "sqrt_on": (0.0, True, 1.0, "a number in [0, 1] (a switch)"),
+    "kl_on": (0.0, True, 1.0, "a number in [0, 1] (a switch)"),
+    "clip_eps": (0.0, False, None, "a finite number > 0"),
+    "adv_scale": (0.0, False, None, "a finite number > 0"),
+    "d_target": (0.0, False, None, "a finite number > 0"),
+    "delta": (1.0, False, None, "a finite number > 1 (eq. 20's band)"),
+    "omega": (1.0, False, None, "a finite number > 1 (eq. 20's factor)"),
+    "init_beta_sqrt": (0.0, False, None, "a finite number > 0"),
+    "init_beta_kl": (0.0, False, None, "a finite number > 0"),
+}
+
+
+def _field_ok(value: Array, field: str):
+    """Elementwise validity of one field (numpy or jnp, whichever ``value`` is)."""
+    xp = np if isinstance(value, np.ndarray) else jnp
+    low, inclusive, high, _ = _BOUNDS[field]
+    ok = xp.isfinite(value) & ((value >= low) if inclusive else (value > low))
+    if high is not None:
+        ok = ok & (value <= high)
+    return ok
+
+
+def _is_traced(tree: object) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree))
+
+
+def validate_objective_params(obj: "ObjectiveParams") -> "ObjectiveParams":
+    """Raise ``ValueError`` naming the first invalid field (and sweep index) of a
+    concrete ``obj``; return it unchanged. Traced values (inside ``jit`` /
+    ``vmap``) are skipped here and checked in-graph by ``objective_params_ok``."""
+    if not isinstance(obj, ObjectiveParams):
+        raise ValueError(f"obj must be an ObjectiveParams (see objective_params), "
+                         f"got {type(obj).__name__}")
+    if _is_traced(obj):
+        return obj
+    for field in ObjectiveParams._fields:
+        value = np.asarray(getattr(obj, field), dtype=np.float64)
+        bad = np.argwhere(~_field_ok(np.atleast_1d(value), field))
+        if len(bad):
+            where = f" at sweep index {tuple(int(i) for i in bad[0])}" if value.ndim else ""
+            shown = np.atleast_1d(value)[tuple(bad[0])]
+            raise ValueError(f"ObjectiveParams.{field}={float(shown)!r}{where} is invalid: "
+                             f"expected {_BOUNDS[field][3]}")
+    return obj
+
+
+def objective_params_ok(obj: "ObjectiveParams") -> Array:
+    """``[]`` bool, inside the program: every field of ``obj`` is valid."""
+    return jnp.all(jnp.stack([jnp.all(_field_ok(getattr(obj, f), f))
+                              for f in ObjectiveParams._fields]))
 
 
 _SWITCHES: dict[str, tuple[float, float, float, bool]] = {
@@ -83,6 +144,9 @@ def objective_params(
     ``overrides`` replace fields by name, e.g. ``d_target=0.1``.
     """
     algo = cfg.algo if algo is None else algo
+    if not (is_int(num_agents) and num_agents >= 1):
+        raise ValueError(f"objective_params: num_agents={num_agents!r} is invalid: expected "
+                         "a positive int (the env's num_agents)")
     if algo not in _SWITCHES:
         raise ValueError(f"unknown algo {algo!r}; expected one of {sorted(_SWITCHES)}")
     unknown = set(overrides) - set(ObjectiveParams._fields)
@@ -99,9 +163,8 @@ def objective_params(
         init_beta_sqrt=cfg.init_beta_sqrt, init_beta_kl=cfg.init_beta_kl,
     )
     values.update(overrides)
-    if not values["d_target"] > 0:
-        raise ValueError(f"d_target must be > 0, got {values['d_target']}")
-    return ObjectiveParams(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+    obj = ObjectiveParams(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+    return validate_objective_params(obj)
 
 
 def stack_params(params: list[ObjectiveParams]) -> ObjectiveParams:

@@ -102,7 +102,8 @@ def episode_stats(records: StepRecord) -> dict[str, Array]:
     """Mean return (over agents and finished episodes), length and info of the
     episodes that ended within ``records`` (leading axes: time, env).
 
-    ``episodes`` counts them; the means are NaN when none ended.
+    ``episodes`` counts them; the means are NaN when none ended (the trainers then
+    carry the last values forward: ``carry_episode_metrics``).
     """
     done = records.done.astype(jnp.float32)
     count = done.sum()
@@ -153,3 +154,68 @@ def random_policy_return(
     steps = num_steps if num_steps is not None else 2 * env.max_steps
     _, (_, _, _, records) = random_rollout(env, key, num_envs, steps)
     return episode_stats(records)
+
+
+EPISODE_METRICS_RULE = """\
+Per-episode metrics (``episode_return``, ``episode_length`` and every env info key
+such as ``won``) are means over the episodes that ended in the update. In an update
+in which none ended (``episodes == 0``) each of them repeats its value from the
+last update in which one did, and is NaN before the first. ``step_reward`` (the
+mean reward per agent and env step of the update's rollout) is always fresh, for
+curves of long episodes (MuJoCo with ``num_steps < max_steps``)."""
+
+
+def initial_episode_metrics(env: MultiAgentEnv) -> dict[str, Array]:
+    """The NaN "last episode" values a run starts from (see ``carry_episode_metrics``)."""
+    info = jax.eval_shape(env.reset, jax.random.key(0)).info
+    names = ("episode_return", "episode_length", *info)
+    return {name: jnp.array(jnp.nan, jnp.float32) for name in names}
+
+
+def carry_episode_metrics(stats: dict[str, Array], last: dict[str, Array]
+                          ) -> tuple[dict[str, Array], dict[str, Array]]:
+    """``episode_stats`` of one update with every per-episode metric carried forward
+    from ``last`` when no episode ended (``EPISODE_METRICS_RULE``). Returns the
+    metrics and the new ``last``."""
+    ended = stats["episodes"] > 0
+    new_last = {k: jnp.where(ended, stats[k].astype(jnp.float32), v)
+                for k, v in last.items()}
+    return {**stats, **new_last}, new_last
+
+
+def step_reward(records: StepRecord) -> Array:
+    """``[]`` mean reward per agent and env step over a rollout's ``records``."""
+    return records.reward.mean()
+
+
+STEP_COUNT_BASE = 2**30
+
+
+class StepCount(NamedTuple):
+    """An exact step counter in two int32 (JAX runs without 64-bit ints by
+    default): ``high * 2**30 + low``, exact up to 2**61 steps, where one int32
+    would wrap past 2**31 (2.1e9) steps."""
+
+    high: Array  # [] int32
+    low: Array  # [] int32 in [0, 2**30)
+
+
+def zero_steps() -> StepCount:
+    return StepCount(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+
+
+def add_steps(count: StepCount, steps: Array) -> StepCount:
+    """``count + steps`` for ``0 <= steps < 2**30`` (one update's steps)."""
+    low = count.low + jnp.asarray(steps, jnp.int32)
+    return StepCount(count.high + low // STEP_COUNT_BASE, low % STEP_COUNT_BASE)
+
+
+def steps_as_float(count: StepCount) -> Array:
+    """``[]`` float32 value of the counter (relative error below 1e-7)."""
+    return (count.high.astype(jnp.float32) * float(STEP_COUNT_BASE)
+            + count.low.astype(jnp.float32))
+
+
+def updates_to_steps(num_updates: Array, steps_per_update: int) -> Array:
+    """``num_updates * steps_per_update`` as float32, rounded once (no int32 wrap)."""
+    return jnp.asarray(num_updates).astype(jnp.float32) * float(steps_per_update)

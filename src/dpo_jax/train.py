@@ -13,6 +13,12 @@ An outer ``lax.scan`` over updates; each update
 
 The algorithm is data (``ObjectiveParams``), so ``jax.vmap(train)(keys, params)``
 sweeps seeds, algorithms or ``d_target`` in one compile.
+
+Metrics (``TrainResult.metrics``, one row per update) follow
+``rollout.EPISODE_METRICS_RULE`` for the per-episode ones. ``env_steps`` is float32
+in the program (exact below 2**24 steps, relative error below 1e-7 beyond, never
+wrapping); ``update_steps`` (int32, the update's env steps) lets the host recover
+the exact count, which ``experiments.run`` writes back as int64.
 """
 
 from __future__ import annotations
@@ -38,17 +44,30 @@ from dpo_jax.baselines import (
 )
 from dpo_jax.baselines.config import from_train_config
 from dpo_jax.config import BASELINE_ALGORITHMS, TrainConfig
-from dpo_jax.envs.base import MultiAgentEnv
+from dpo_jax.envs.base import MultiAgentEnv, validate_env
+from dpo_jax.memory import check_memory
 from dpo_jax.networks import action_probs, distribution, kl_divergence
 from dpo_jax.objectives import (
     ObjectiveParams,
     PolicyLossAux,
     adapt_betas,
     objective_params,
+    objective_params_ok,
     policy_loss,
+    validate_objective_params,
     value_loss,
 )
-from dpo_jax.rollout import EnvBatch, StepRecord, episode_stats, reset_envs, step_envs
+from dpo_jax.rollout import (
+    EnvBatch,
+    StepRecord,
+    carry_episode_metrics,
+    episode_stats,
+    initial_episode_metrics,
+    reset_envs,
+    step_envs,
+    step_reward,
+    updates_to_steps,
+)
 from dpo_jax.value_norm import (
     ValueNormState,
     denormalize,
@@ -98,7 +117,7 @@ class TrainState(NamedTuple):
     beta_kl: Array  # [N] beta_2 of eq. 19
     env_batch: EnvBatch
     value_norm: ValueNormState  # running statistics of the value targets [N]
-    last_return: Array  # mean return of the last episodes that finished
+    last_episode: dict[str, Array]  # per-episode metrics of the last episodes that ended
     finite: Array  # False from the first non-finite loss or gradient on
     key: Array
 
@@ -258,23 +277,31 @@ def batch_kl(agents: Agents, params: Any, batch: Batch) -> tuple[Array, Array]:
 
 
 def check_finite(result: TrainResult) -> TrainResult:
-    """Raise ``FloatingPointError`` naming the first update (of each run) whose loss
-    or gradient was not finite; return ``result`` unchanged otherwise.
+    """Raise ``FloatingPointError`` naming the earliest update (over all runs) whose
+    loss or gradient was not finite, and the runs that failed; return ``result``
+    unchanged otherwise.
 
     With ``nan_policy="raise"`` a run stops learning at that update (the agents
     keep their last finite parameters; ``metrics["finite"]`` is False from there
-    on); this host-side check turns it into an error. ``experiments.run`` calls it.
+    on); this host-side check turns it into an error. ``experiments.run`` calls it;
+    call it yourself after ``jax.jit(jax.vmap(train))`` (nothing can raise from
+    inside a compiled program). An invalid traced ``ObjectiveParams`` marks its run
+    not finite from update 0.
     """
     finite = np.asarray(result.metrics["finite"])
     if finite.all():
         return result
-    bad = np.argwhere(~finite.reshape(-1, finite.shape[-1]))
-    runs = sorted({int(r) for r, _ in bad})
-    first = int(bad[0, 1])
+    flat = finite.reshape(-1, finite.shape[-1])
+    first_bad = np.where((~flat).any(axis=1), np.argmin(flat, axis=1), flat.shape[1])
+    runs = [int(r) for r in np.flatnonzero(first_bad < flat.shape[1])]
+    first = int(first_bad.min())
+    earliest = [r for r in runs if first_bad[r] == first]
+    cause = ("an invalid ObjectiveParams (see validate_objective_params) or a non-finite "
+             "loss or gradient" if first == 0 else "a non-finite loss or gradient")
     raise FloatingPointError(
-        f"non-finite loss or gradient at update {first} (run(s) {runs}; "
-        "TrainConfig.nan_policy='raise' stopped training there); lower the learning "
-        "rates, check the env's rewards/observations, or set nan_policy='ignore'"
+        f"{cause} at update {first} (first in run(s) {earliest}; runs that failed: "
+        f"{runs}; TrainConfig.nan_policy='raise' stopped training there); lower the "
+        "learning rates, check the env's rewards/observations, or set nan_policy='ignore'"
     )
 
 
@@ -332,12 +359,14 @@ def make_train(
     ``experiments.run`` does this for you.
     """
     cfg = resolve_config(cfg)
+    validate_env(env)
     if isinstance(cfg, IQLConfig):
         return make_train_iql(cfg, env, progress)
     if isinstance(cfg, IDDPGConfig):
         return make_train_iddpg(cfg, env, progress)
     num_steps = rollout_length(cfg, env)
     cfg.check_batch(num_steps)
+    check_memory(cfg, env, num_steps)
     n_updates = num_updates(cfg, env)
     agents = agents_lib.make_agents(cfg, env, n_updates)
     steps_per_update = cfg.num_envs * num_steps
@@ -366,9 +395,8 @@ def make_train(
         kl, sqrt_kl = batch_kl(agents, new_agents.params, batch)
         beta_sqrt, beta_kl = adapt_betas(state.beta_sqrt, state.beta_kl, kl, sqrt_kl,
                                          obj, cfg)
-        episodes = episode_stats(traj.step)
-        last_return = jnp.where(episodes["episodes"] > 0, episodes["episode_return"],
-                                state.last_return)
+        episodes, last_episode = carry_episode_metrics(episode_stats(traj.step),
+                                                       state.last_episode)
         # A callback that raises from inside the program can deadlock XLA's CPU
         # runtime, so a non-finite update is dropped in-graph and reported.
         finite = stats.pop("finite") & state.finite
@@ -378,12 +406,13 @@ def make_train(
                 (new_agents, beta_sqrt, beta_kl, value_norm),
                 (state.agents, state.beta_sqrt, state.beta_kl, state.value_norm))
         metrics = {
-            **{k: v for k, v in episodes.items() if k != "episode_return"},
+            **episodes,
             **stats,
             "update": update_idx,
             "finite": finite,
-            "env_steps": (update_idx + 1) * steps_per_update,
-            "episode_return": last_return,
+            "env_steps": updates_to_steps(update_idx + 1, steps_per_update),
+            "update_steps": jnp.asarray(steps_per_update, jnp.int32),
+            "step_reward": step_reward(traj.step),
             "kl": kl,
             "sqrt_kl": sqrt_kl,
             "explained_variance": explained,
@@ -395,12 +424,12 @@ def make_train(
         if progress is not None:
             jax.debug.callback(progress, metrics)
         new_state = TrainState(new_agents, beta_sqrt, beta_kl, env_batch, value_norm,
-                               last_return, finite, key)
+                               last_episode, finite, key)
         return new_state, metrics
 
     def train(key: Array, obj: Optional[ObjectiveParams] = None,
               env: MultiAgentEnv = env) -> TrainResult:
-        obj = default_obj if obj is None else obj
+        obj = default_obj if obj is None else validate_objective_params(obj)
         init_key, env_key, run_key = jax.random.split(key, 3)
         agent_state = agents_lib.init_agents(agents, init_key)
         ones = jnp.ones((env.num_agents,), jnp.float32)
@@ -410,8 +439,8 @@ def make_train(
             beta_kl=ones * obj.init_beta_kl,
             env_batch=reset_envs(env, env_key, cfg.num_envs),
             value_norm=init_value_norm(env.num_agents),
-            last_return=jnp.array(jnp.nan, jnp.float32),
-            finite=jnp.array(True),
+            last_episode=initial_episode_metrics(env),
+            finite=objective_params_ok(obj),
             key=run_key,
         )
         state, metrics = jax.lax.scan(

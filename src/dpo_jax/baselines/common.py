@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpo_jax.envs.base import MultiAgentEnv
+from dpo_jax.envs.base import MultiAgentEnv, validate_env
 
 Array = jax.Array
 ProgressFn = Callable[[dict[str, np.ndarray]], None]
@@ -41,7 +41,9 @@ class BaselineResult(NamedTuple):
 
 def require_action_space(env: MultiAgentEnv, discrete: bool, algo: str) -> None:
     """Raise ``ValueError`` naming ``algo`` and ``env``'s action space if it is not
-    discrete (``discrete=True``) or continuous (``discrete=False``)."""
+    discrete (``discrete=True``) or continuous (``discrete=False``), or if ``env`` is
+    not a stacked-protocol environment at all (``validate_env``)."""
+    validate_env(env, where=algo)
     if env.is_discrete != discrete:
         wanted = "discrete" if discrete else "continuous"
         other = "IDDPG" if discrete else "IQL"
@@ -77,10 +79,3 @@ def keep_if(condition: Array, new: Any, old: Any) -> Any:
 def all_finite(tree: Any) -> Array:
     """``[]`` bool: every leaf of ``tree`` is finite."""
     return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]))
-
-
-def episode_metrics(stats: dict[str, Array], last_return: Array) -> tuple[dict, Array]:
-    """``episode_stats`` of one update with ``episode_return`` carried forward from
-    ``last_return`` when no episode finished (as the PPO trainer reports it)."""
-    episode_return = jnp.where(stats["episodes"] > 0, stats["episode_return"], last_return)
-    return {**stats, "episode_return": episode_return}, episode_return

@@ -16,10 +16,10 @@ from:
 from __future__ import annotations
 
 import dataclasses
-import math
+import warnings
 from typing import Literal, Optional, Union
 
-from dpo_jax.config import BASELINE_ALGORITHMS, TrainConfig
+from dpo_jax.config import BASELINE_ALGORITHMS, TrainConfig, is_int, is_real
 
 NanPolicy = Literal["raise", "ignore"]
 
@@ -30,7 +30,20 @@ def _require(config: str, cond: bool, field: str, value: object, expected: str) 
 
 
 def _is_int(value: object, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    return is_int(value) and value >= minimum
+
+
+def _check_types(config: object, floats: tuple[str, ...], bools: tuple[str, ...]) -> None:
+    """Float fields are finite reals (stored as float), bool fields real bools, so
+    that the range checks after this compare numbers only."""
+    name = type(config).__name__
+    for field in floats:
+        value = getattr(config, field)
+        _require(name, is_real(value), field, value, "a finite real number")
+        object.__setattr__(config, field, float(value))
+    for field in bools:
+        value = getattr(config, field)
+        _require(name, isinstance(value, bool), field, value, "True or False")
 
 
 def _positive_ints(config: object, names: tuple[str, ...]) -> None:
@@ -42,8 +55,7 @@ def _positive_ints(config: object, names: tuple[str, ...]) -> None:
 def _positive_floats(config: object, names: tuple[str, ...]) -> None:
     for name in names:
         value = getattr(config, name)
-        _require(type(config).__name__, math.isfinite(value) and value > 0, name, value,
-                 "a finite number > 0")
+        _require(type(config).__name__, value > 0, name, value, "a finite number > 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +142,9 @@ class IQLConfig:
     def __post_init__(self) -> None:
         name = type(self).__name__
         _require(name, self.algo == "iql", "algo", self.algo, "'iql'")
+        _check_types(self, ("lr", "optim_alpha", "optim_eps", "grad_norm_clip", "gamma",
+                            "epsilon_start", "epsilon_finish"),
+                     ("double_q", "greedy_eval", "obs_last_action"))
         _positive_ints(self, ("total_timesteps", "num_envs", "buffer_size", "batch_size",
                               "target_update_interval", "epsilon_anneal_time",
                               "hidden_size"))
@@ -223,6 +238,8 @@ class IDDPGConfig:
     def __post_init__(self) -> None:
         name = type(self).__name__
         _require(name, self.algo == "iddpg", "algo", self.algo, "'iddpg'")
+        _check_types(self, ("exploration_noise", "actor_lr", "critic_lr", "adam_eps", "tau",
+                            "gamma"), ())
         _positive_ints(self, ("total_timesteps", "num_envs", "num_steps", "buffer_size",
                               "batch_size", "hidden_size", "num_hidden_layers"))
         _require(name, self.gradient_steps is None or _is_int(self.gradient_steps, 0),
@@ -234,11 +251,17 @@ class IDDPGConfig:
         _positive_floats(self, ("actor_lr", "critic_lr", "adam_eps"))
         _require(name, 0 < self.tau <= 1, "tau", self.tau, "a number in (0, 1]")
         _require(name, 0 < self.gamma <= 1, "gamma", self.gamma, "a number in (0, 1]")
-        _require(name, math.isfinite(self.exploration_noise) and self.exploration_noise >= 0,
+        _require(name, self.exploration_noise >= 0,
                  "exploration_noise", self.exploration_noise, "a finite number >= 0")
         batch = self.num_envs * self.num_steps
         _require(name, self.total_timesteps >= batch, "total_timesteps",
                  self.total_timesteps, f"at least num_envs*num_steps = {batch}")
+        learned = (self.total_timesteps // batch) * batch
+        _require(name, learned > self.learning_starts, "total_timesteps",
+                 self.total_timesteps,
+                 f"more whole updates' steps ({learned} here) than learning_starts="
+                 f"{self.learning_starts}: otherwise the run only plays random actions "
+                 "and never learns")
         _require(name, self.nan_policy in ("raise", "ignore"), "nan_policy",
                  self.nan_policy, "'raise' or 'ignore'")
 
@@ -256,6 +279,13 @@ class IDDPGConfig:
 
 BaselineConfig = Union[IQLConfig, IDDPGConfig]
 
+_SHARED_FIELDS = frozenset({"algo", "share_params", "total_timesteps", "num_envs", "gamma",
+                            "hidden_size", "nan_policy"})
+_BASELINE_FIELDS = {
+    "iql": frozenset({"critic_lr", "max_grad_norm"}),
+    "iddpg": frozenset({"actor_lr", "critic_lr", "num_hidden_layers", "num_steps"}),
+}
+
 
 def from_train_config(cfg: TrainConfig) -> BaselineConfig:
     """The baseline configuration that ``TrainConfig(algo="iql" | "iddpg", ...)`` selects.
@@ -264,9 +294,12 @@ def from_train_config(cfg: TrainConfig) -> BaselineConfig:
     ``hidden_size``, ``nan_policy``; for IQL also ``critic_lr`` (as ``lr``) and
     ``max_grad_norm`` (as ``grad_norm_clip``); for IDDPG also ``actor_lr``,
     ``critic_lr``, ``num_hidden_layers`` and ``num_steps`` (``None``: IDDPG's
-    default). Everything else is the baseline's default (see ``IQLConfig`` and
-    ``IDDPGConfig``); the policy-objective fields (``d_target``, ``clip_eps``, ...)
-    do not apply. Build an ``IQLConfig`` / ``IDDPGConfig`` directly to set the rest.
+    default). IDDPG's ``learning_starts`` is TD3's 25000 capped at a tenth of
+    ``total_timesteps``, so that a short run learns after its random warm-up (as
+    ``examples/mamujoco.py`` does). Everything else is the baseline's default (see
+    ``IQLConfig`` and ``IDDPGConfig``); the other fields (``d_target``,
+    ``clip_eps``, ...) do not apply, and setting one to a non-default value warns.
+    Build an ``IQLConfig`` / ``IDDPGConfig`` directly to set the rest.
     """
     if cfg.algo not in BASELINE_ALGORITHMS:
         raise ValueError(f"TrainConfig.algo={cfg.algo!r} is not a baseline: expected one "
@@ -274,10 +307,21 @@ def from_train_config(cfg: TrainConfig) -> BaselineConfig:
     if cfg.share_params:
         raise ValueError(f"TrainConfig.share_params=True is invalid with algo={cfg.algo!r}: "
                          "the baselines are fully decentralized (individual parameters)")
+    used = _SHARED_FIELDS | _BASELINE_FIELDS[cfg.algo]
+    ignored = sorted(f.name for f in dataclasses.fields(TrainConfig)
+                     if f.name not in used and getattr(cfg, f.name) != f.default)
+    if ignored:
+        warnings.warn(
+            f"TrainConfig field(s) {ignored} do not apply to algo={cfg.algo!r} and are "
+            f"ignored; it uses {sorted(used - {'algo', 'share_params'})} (build "
+            f"{'IQLConfig' if cfg.algo == 'iql' else 'IDDPGConfig'} to set its own fields)",
+            UserWarning, stacklevel=3)
     shared = dict(total_timesteps=cfg.total_timesteps, num_envs=cfg.num_envs,
                   gamma=cfg.gamma, hidden_size=cfg.hidden_size, nan_policy=cfg.nan_policy)
     if cfg.algo == "iql":
         return IQLConfig(lr=cfg.critic_lr, grad_norm_clip=cfg.max_grad_norm, **shared)
     steps = {} if cfg.num_steps is None else {"num_steps": cfg.num_steps}
+    learning_starts = min(IDDPGConfig.learning_starts, cfg.total_timesteps // 10)
     return IDDPGConfig(actor_lr=cfg.actor_lr, critic_lr=cfg.critic_lr,
-                       num_hidden_layers=cfg.num_hidden_layers, **steps, **shared)
+                       num_hidden_layers=cfg.num_hidden_layers,
+                       learning_starts=learning_starts, **steps, **shared)

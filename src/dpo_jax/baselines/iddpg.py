@@ -33,7 +33,17 @@ from dpo_jax.baselines import common, replay
 from dpo_jax.baselines.common import BaselineResult, ProgressFn, torch_default_init
 from dpo_jax.baselines.config import IDDPGConfig
 from dpo_jax.envs.base import ContinuousActions, MultiAgentEnv
-from dpo_jax.rollout import EnvBatch, StepRecord, episode_stats, reset_envs, step_envs
+from dpo_jax.rollout import (
+    EnvBatch,
+    StepRecord,
+    carry_episode_metrics,
+    episode_stats,
+    initial_episode_metrics,
+    reset_envs,
+    step_envs,
+    step_reward,
+    updates_to_steps,
+)
 
 Array = jax.Array
 
@@ -184,7 +194,7 @@ def rollout(env: MultiAgentEnv, nets: Networks, params: dict[str, Any], env_batc
                                       spec, cfg.exploration_noise)
         uniform = jax.vmap(env.random_actions)(jax.random.split(random_key, num_envs),
                                                batch.avail)
-        warm_up = env_steps + t * num_envs < cfg.learning_starts
+        warm_up = env_steps + (t * num_envs).astype(jnp.float32) < cfg.learning_starts
         action = jnp.where(warm_up, uniform, explore)
         new_batch, record = step_envs(env, batch, action, env_key)
         transition = Transition(batch.obs, action, record.reward, record.next_obs,
@@ -202,7 +212,7 @@ class IDDPGState(NamedTuple):
     agents: DDPGAgents
     buffer_state: Any
     env_batch: EnvBatch
-    last_return: Array
+    last_episode: dict[str, Array]
     finite: Array
     key: Array
 
@@ -259,23 +269,26 @@ def make_train_iddpg(cfg: IDDPGConfig, env: MultiAgentEnv,
     def update(state: IDDPGState, update_idx: Array, env: MultiAgentEnv
                ) -> tuple[IDDPGState, dict]:
         key, rollout_key, learn_key = jax.random.split(state.key, 3)
-        env_steps = update_idx * steps_per_update
+        env_steps = updates_to_steps(update_idx, steps_per_update)
         env_batch, transitions, records = rollout(env, nets, state.agents.params,
                                                   state.env_batch, rollout_key, env_steps, cfg)
         flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), transitions)
         buffer_state = buffer.add(state.buffer_state, flat)
-        env_steps = env_steps + steps_per_update
+        env_steps = updates_to_steps(update_idx + 1, steps_per_update)
         ready = buffer.can_sample(buffer_state) & (env_steps >= cfg.learning_starts)
         agents, stats, finite = learn(state.agents, buffer_state, ready, learn_key)
         finite = finite & state.finite
         if cfg.nan_policy == "raise":
             agents = common.keep_if(finite, agents, state.agents)
-        episode, last_return = common.episode_metrics(episode_stats(records), state.last_return)
-        metrics = {**episode, **stats, "env_steps": env_steps, "update": update_idx,
+        episode, last_episode = carry_episode_metrics(episode_stats(records),
+                                                      state.last_episode)
+        metrics = {**episode, **stats, "env_steps": env_steps,
+                   "update_steps": jnp.asarray(steps_per_update, jnp.int32),
+                   "step_reward": step_reward(records), "update": update_idx,
                    "finite": finite, "learning": ready}
         if progress is not None:
             jax.debug.callback(progress, metrics)
-        return IDDPGState(agents, buffer_state, env_batch, last_return, finite, key), metrics
+        return IDDPGState(agents, buffer_state, env_batch, last_episode, finite, key), metrics
 
     def train(key: Array, obj: Optional[object] = None, env: MultiAgentEnv = env
               ) -> BaselineResult:
@@ -283,7 +296,7 @@ def make_train_iddpg(cfg: IDDPGConfig, env: MultiAgentEnv,
         init_key, env_key, run_key = jax.random.split(key, 3)
         state = IDDPGState(init_agents(init_key), buffer.init(empty),
                            reset_envs(env, env_key, cfg.num_envs),
-                           jnp.array(jnp.nan, jnp.float32), jnp.array(True), run_key)
+                           initial_episode_metrics(env), jnp.array(True), run_key)
         state, metrics = jax.lax.scan(lambda s, i: update(s, i, env), state,
                                       jnp.arange(num_updates_iddpg(cfg)))
         return BaselineResult(state.agents, metrics)

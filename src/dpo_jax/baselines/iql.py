@@ -36,7 +36,16 @@ from dpo_jax.baselines.common import BaselineResult, ProgressFn, torch_default_i
 from dpo_jax.baselines.config import IQLConfig
 from dpo_jax.baselines.replay import Episodes
 from dpo_jax.envs.base import MultiAgentEnv
-from dpo_jax.rollout import StepRecord, episode_stats
+from dpo_jax.rollout import (
+    StepCount,
+    StepRecord,
+    add_steps,
+    carry_episode_metrics,
+    episode_stats,
+    initial_episode_metrics,
+    steps_as_float,
+    zero_steps,
+)
 
 Array = jax.Array
 
@@ -203,8 +212,8 @@ class IQLState(NamedTuple):
 
     agents: QAgents
     buffer_state: Any
-    env_steps: Array  # [] int32, valid environment steps so far
-    last_return: Array
+    env_steps: StepCount  # valid environment steps so far, exact past 2**31
+    last_episode: dict[str, Array]
     finite: Array
     key: Array
 
@@ -259,7 +268,7 @@ def make_train_iql(cfg: IQLConfig, env: MultiAgentEnv, progress: Optional[Progre
 
     def update(state: IQLState, update_idx: Array, env: MultiAgentEnv) -> tuple[IQLState, dict]:
         key, collect_key, learn_key, eval_key = jax.random.split(state.key, 4)
-        epsilon = epsilon_schedule(state.env_steps, cfg)
+        epsilon = epsilon_schedule(steps_as_float(state.env_steps), cfg)
         episodes, records = collect_episodes(env, net, state.agents.params, collect_key,
                                              cfg.num_envs, epsilon, cfg)
         buffer_state = buffer.add(state.buffer_state, episodes)
@@ -270,15 +279,18 @@ def make_train_iql(cfg: IQLConfig, env: MultiAgentEnv, progress: Optional[Progre
         finite = finite & state.finite
         if cfg.nan_policy == "raise":
             agents = common.keep_if(finite, agents, state.agents)
-        env_steps = state.env_steps + episodes.valid.sum().astype(jnp.int32)
-        episode, last_return = common.episode_metrics(episode_stats(records), state.last_return)
+        update_steps = episodes.valid.sum().astype(jnp.int32)
+        env_steps = add_steps(state.env_steps, update_steps)
+        episode, last_episode = carry_episode_metrics(episode_stats(records),
+                                                      state.last_episode)
         metrics = {**episode, **stats, "epsilon": epsilon, "target_updated": copy,
-                   "env_steps": env_steps, "update": update_idx, "finite": finite,
+                   "env_steps": steps_as_float(env_steps), "update_steps": update_steps,
+                   "update": update_idx, "finite": finite,
                    **greedy_return(env, agents.params, eval_key),
                    **env.policy_metrics(lambda obs: greedy_probs(net, agents.params, obs, cfg))}
         if progress is not None:
             jax.debug.callback(progress, metrics)
-        return IQLState(agents, buffer_state, env_steps, last_return, finite, key), metrics
+        return IQLState(agents, buffer_state, env_steps, last_episode, finite, key), metrics
 
     def train(key: Array, obj: Optional[object] = None, env: MultiAgentEnv = env
               ) -> BaselineResult:
@@ -286,8 +298,8 @@ def make_train_iql(cfg: IQLConfig, env: MultiAgentEnv, progress: Optional[Progre
         init_key, run_key = jax.random.split(key)
         agents = init_agents(init_key)
         state = IQLState(agents, buffer.init(replay.empty_episode(env)),
-                         jnp.zeros((), jnp.int32), jnp.array(jnp.nan, jnp.float32),
-                         jnp.array(True), run_key)
+                         zero_steps(), initial_episode_metrics(env), jnp.array(True),
+                         run_key)
         state, metrics = jax.lax.scan(lambda s, i: update(s, i, env), state,
                                       jnp.arange(n_updates))
         return BaselineResult(state.agents, metrics)

@@ -139,3 +139,36 @@ class MultiAgentEnv(abc.ABC):
             f"obs_dim={self.obs_dim}, action_spec={self.action_spec}, "
             f"max_steps={self.max_steps})"
         )
+
+
+def _looks_like_jaxmarl(env: object) -> bool:
+    return all(hasattr(env, a) for a in ("agents", "step_env", "observation_space",
+                                          "action_space"))
+
+
+def validate_env(env: object, where: str = "make_train") -> MultiAgentEnv:
+    """Raise ``ValueError`` unless ``env`` is a stacked-protocol ``MultiAgentEnv``
+    with sane sizes; return it. Called by every trainer before it builds anything,
+    so a wrong object fails here and not as an ``AttributeError`` deep in tracing."""
+    if isinstance(env, MultiAgentEnv):
+        for field in ("num_agents", "obs_dim", "max_steps"):
+            value = getattr(env, field, None)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{where}: env {type(env).__name__}.{field}={value!r} is "
+                                 "invalid: expected a positive int")
+        spec = getattr(env, "action_spec", None)
+        if not isinstance(spec, (DiscreteActions, ContinuousActions)):
+            raise ValueError(f"{where}: env {type(env).__name__}.action_spec={spec!r} is "
+                             "invalid: expected DiscreteActions or ContinuousActions")
+        return env
+    if isinstance(env, str):
+        raise ValueError(f"{where}: env={env!r} is a name, not an environment; build it "
+                         f"first: dpo_jax.make_env({env!r}) (dpo_jax.list_envs() lists "
+                         "the names)")
+    if _looks_like_jaxmarl(env):
+        raise ValueError(f"{where}: env is a raw JaxMARL environment "
+                         f"({type(env).__name__}); wrap it in the stacked protocol first: "
+                         "dpo_jax.envs.JaxMARLAdapter(env), or build it with "
+                         "dpo_jax.make_env('jaxmarl', env_id=...)")
+    raise ValueError(f"{where}: env must be a dpo_jax MultiAgentEnv (build one with "
+                     f"dpo_jax.make_env), got {type(env).__name__}")

@@ -89,6 +89,13 @@ class JaxMARLAdapter(MultiAgentEnv):
         info_keys: Sequence[str] = (),
         team_reward: bool = False,
     ) -> None:
+        missing = [a for a in ("agents", "step_env", "reset", "observation_space",
+                               "action_space") if not hasattr(env, a)]
+        if missing:
+            raise ValueError(
+                f"JaxMARLAdapter: env ({type(env).__name__}) is not a JaxMARL "
+                f"MultiAgentEnv: it lacks {missing}; pass jaxmarl.make(...) or a "
+                "subclass of jaxmarl's MultiAgentEnv")
         self._env = env
         self.agents: list[str] = list(env.agents)
         self.name = name or type(env).__name__

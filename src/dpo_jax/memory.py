@@ -1,0 +1,103 @@
+"""Up-front memory estimate of a training run, checked before anything compiles.
+
+A run whose batch cannot fit otherwise fails inside XLA (``RESOURCE_EXHAUSTED``)
+after a long compile, with a message that names no setting. ``check_memory``
+estimates the peak from the shapes alone and raises a ``ValueError`` naming
+``num_envs``, ``num_steps`` and the estimate when it exceeds the device's memory.
+
+The estimate counts what an update keeps alive at once: the rollout's stored
+transitions, the flattened batch and its per-epoch shuffled copy, the states of
+the parallel environments (three copies during the auto-reset step) and one
+minibatch's activations through both networks, forward and backward. It is
+calibrated against XLA's own ``compiled.memory_analysis()`` on MPE, SMAX and the
+stochastic game (``tests/test_reliability.py`` checks that it stays within a
+factor of a few of XLA's figure); it is meant to catch batches that are far too
+large, not to budget the last gigabyte.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional
+
+import jax
+import numpy as np
+
+from dpo_jax.config import TrainConfig
+from dpo_jax.envs.base import MultiAgentEnv
+
+_FLOAT = 4
+
+
+def _tree_bytes(tree: object) -> int:
+    return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
+               for x in jax.tree.leaves(tree))
+
+
+def env_state_bytes(env: MultiAgentEnv) -> int:
+    """Bytes of one environment's ``reset`` output (state, observation, mask)."""
+    return _tree_bytes(jax.eval_shape(env.reset, jax.random.key(0)))
+
+
+def estimate_train_bytes(cfg: TrainConfig, env: MultiAgentEnv, num_steps: int,
+                         num_runs: int = 1) -> int:
+    """Estimated peak bytes of ``num_runs`` vmapped runs of ``cfg`` on ``env``."""
+    agents, obs_dim, mask = env.num_agents, env.obs_dim, env.mask_dim
+    dist_width = mask if env.is_discrete else 2 * env.action_spec.action_dim
+    action_width = 1 if env.is_discrete else env.action_spec.action_dim
+    # per agent and sample: obs and next obs, mask, action, log-prob, distribution,
+    # value, reward, return bookkeeping, advantage, target
+    per_sample = agents * (_FLOAT * (2 * obs_dim + action_width + dist_width + 7) + mask)
+    samples = cfg.num_envs * num_steps
+    # transitions, the flattened batch and its shuffled copy
+    batch = 3 * samples * per_sample
+    envs = 3 * cfg.num_envs * env_state_bytes(env)
+    minibatch = samples // cfg.num_minibatches
+    width = max(cfg.hidden_size, obs_dim)
+    # actor + critic, forward activations kept for the backward pass, and gradients
+    activations = 2 * 3 * minibatch * agents * width * (cfg.num_hidden_layers + 1) * _FLOAT
+    return num_runs * (batch + envs + activations)
+
+
+def available_bytes(device: Optional[jax.Device] = None) -> Optional[int]:
+    """Memory the default device can use: the accelerator's limit, or the host's
+    available RAM on CPU; ``None`` when it cannot be read."""
+    device = device or jax.devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        limit = stats.get("bytes_limit")
+        return int(limit) if limit else None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gib(num_bytes: float) -> str:
+    return f"{num_bytes / 2**30:.1f} GiB"
+
+
+def check_memory(cfg: TrainConfig, env: MultiAgentEnv, num_steps: int,
+                 num_runs: int = 1, limit: Optional[int] = None) -> int:
+    """Raise ``ValueError`` when the estimate exceeds ``limit`` (default: the
+    device's ``available_bytes``); return the estimate in bytes."""
+    estimate = estimate_train_bytes(cfg, env, num_steps, num_runs)
+    limit = available_bytes() if limit is None else limit
+    if limit is not None and estimate > limit:
+        runs = f" x {num_runs} runs" if num_runs > 1 else ""
+        fit = max(1, math.floor(cfg.num_envs * limit / estimate))
+        raise ValueError(
+            f"TrainConfig.num_envs={cfg.num_envs} x num_steps={num_steps}{runs} on "
+            f"{env.name!r} needs about {_gib(estimate)} (estimated from the shapes; "
+            f"dpo_jax.memory) but the device has {_gib(limit)} available: lower num_envs "
+            f"(about {fit} would fit), num_steps, the number of runs, or raise "
+            "num_minibatches")
+    return estimate
