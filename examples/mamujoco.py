@@ -68,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--task", default="hopper_3x1", choices=sorted(TASKS))
     p.add_argument("--algos", nargs="+", default=["dpo", "ippo", "iddpg"], choices=ALGOS,
                    help="algorithms drawn on one figure (dpo ippo iddpg, the paper's Fig. 3)")
-    p.add_argument("--seeds", type=int, help="independent runs per algorithm (3)")
+    p.add_argument("--seeds", type=experiments.positive_int, help="independent runs per algorithm (3)")
     p.add_argument("--seed", type=int, default=0, help="base PRNG seed")
     p.add_argument("--total-timesteps", type=int, help="env steps per run (300k)")
     p.add_argument("--num-envs", type=int, help="parallel envs per run (16)")
@@ -85,7 +85,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="IDDPG: replay capacity in transitions (min(1e6, total))")
     p.add_argument("--iddpg-batch-size", type=int,
                    help="IDDPG: transitions per gradient step (min(256, buffer))")
-    p.add_argument("--out", default="runs/mamujoco", help="output folder")
+    p.add_argument("--out", type=experiments.out_dir_arg, default="runs/mamujoco", help="output folder")
     p.add_argument("--print-every", type=int, default=1, help="updates between lines")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 seed, 3 updates of 4 envs x 32 steps, episodes of 32; "
@@ -101,8 +101,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.iddpg_buffer_size = max(1, min(1_000_000, total))
     if args.iddpg_batch_size is None:
         args.iddpg_batch_size = min(256, args.iddpg_buffer_size)
-    if args.seeds < 1:
-        p.error(f"--seeds must be >= 1, got {args.seeds}")
     args.algos = list(dict.fromkeys(args.algos))  # drop repeats, keep the order
     if "iddpg" in args.algos:
         try:

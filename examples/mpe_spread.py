@@ -39,7 +39,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--algo", "--algos", dest="algos", nargs="+", default=["dpo", "ippo"],
                    choices=dpo_jax.ALGORITHMS + dpo_jax.BASELINE_ALGORITHMS,
                    help="one or more algorithms, drawn on one figure")
-    p.add_argument("--seeds", type=int, default=3, help="independent runs (vmapped)")
+    p.add_argument("--seeds", type=experiments.positive_int, default=3, help="independent runs (vmapped)")
     p.add_argument("--seed", type=int, default=0, help="base PRNG seed")
     p.add_argument("--total-timesteps", type=int, default=400_000,
                    help="env steps per run (default sized for a few CPU minutes)")
@@ -50,7 +50,7 @@ def parse_args() -> argparse.Namespace:
                    help="parallel envs (default 16, or 32 with --paper)")
     p.add_argument("--num-agents", type=int, default=5)
     p.add_argument("--d-target", type=float, default=dpo_jax.PAPER_D_TARGET["mpe"])
-    p.add_argument("--out", default="runs/mpe_spread", help="output folder")
+    p.add_argument("--out", type=experiments.out_dir_arg, default="runs/mpe_spread", help="output folder")
     p.add_argument("--print-every", type=int, default=10, help="updates between lines")
     return p.parse_args()
 
@@ -119,8 +119,6 @@ def train_algo(algo, args, env, random_return):
 
 def main() -> None:
     args = parse_args()
-    if args.seeds < 1:
-        raise SystemExit(f"--seeds must be >= 1, got {args.seeds}")
     env = dpo_jax.make_env("mpe_spread", num_agents=args.num_agents)
     for algo in args.algos:  # fail now, not after the first algorithm trained
         dpo_jax.make_train(make_config(algo, args), env)

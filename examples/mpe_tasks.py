@@ -47,13 +47,13 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--algos", nargs="+", default=list(ALGOS), choices=dpo_jax.ALGORITHMS + ("iql",))
-    p.add_argument("--seeds", type=int, help="independent runs per algorithm (5)")
+    p.add_argument("--seeds", type=experiments.positive_int, help="independent runs per algorithm (5)")
     p.add_argument("--seed", type=int, default=0, help="base PRNG seed")
     p.add_argument("--total-timesteps", type=int,
                    help="env steps per run (2M: the default wants an accelerator)")
     p.add_argument("--num-envs", type=int, help="parallel envs per run (64)")
     p.add_argument("--num-agents", type=int, default=5)
-    p.add_argument("--out", default="runs/mpe_tasks", help="output folder")
+    p.add_argument("--out", type=experiments.out_dir_arg, default="runs/mpe_tasks", help="output folder")
     p.add_argument("--print-every", type=int, default=20, help="updates between lines")
     p.add_argument("--quick", action="store_true",
                    help="CPU-minutes run: defaults become 2 seeds, 40k steps, 32 envs")
@@ -61,8 +61,6 @@ def parse_args() -> argparse.Namespace:
     for name, value in (QUICK if args.quick else FULL).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    if args.seeds < 1:
-        p.error(f"--seeds must be >= 1, got {args.seeds}")
     if args.algos == ["iql"]:
         p.error("--algos needs at least one policy-gradient algorithm besides iql")
     return args

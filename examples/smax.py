@@ -37,14 +37,14 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--map", default="3m", choices=sorted(SMAX_MAPS), dest="map_name")
     p.add_argument("--algos", nargs="+", default=["dpo", "ippo"], choices=dpo_jax.ALGORITHMS)
-    p.add_argument("--seeds", type=int, help="independent runs per algorithm (3)")
+    p.add_argument("--seeds", type=experiments.positive_int, help="independent runs per algorithm (3)")
     p.add_argument("--seed", type=int, default=0, help="base PRNG seed")
     p.add_argument("--total-timesteps", type=int, help="env steps per run (100k)")
     p.add_argument("--num-envs", type=int, help="parallel envs per run (16)")
     p.add_argument("--d-target", type=float, default=dpo_jax.PAPER_D_TARGET["smax"])
     p.add_argument("--no-adv-scale", action="store_true",
                    help="drop eq. 19's 1/N on the advantage term (the authors' code)")
-    p.add_argument("--out", default="runs/smax", help="output folder")
+    p.add_argument("--out", type=experiments.out_dir_arg, default="runs/smax", help="output folder")
     p.add_argument("--print-every", type=int, default=5, help="updates between lines")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: 2 seeds, {QUICK_UPDATES} updates of {QUICK_ENVS} envs")
@@ -55,8 +55,6 @@ def parse_args() -> argparse.Namespace:
     for name, value in (quick if args.quick else DEFAULTS).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    if args.seeds < 1:
-        p.error(f"--seeds must be >= 1, got {args.seeds}")
     return args
 
 

@@ -55,11 +55,11 @@ def run_iql(args, env, j_star, out_dir):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--game", choices=("small", "paper"), default="small")
-    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--seeds", type=experiments.positive_int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--total-timesteps", type=int, default=60_000)
     p.add_argument("--num-envs", type=int, default=32)
-    p.add_argument("--out", default="runs/stochastic_game")
+    p.add_argument("--out", type=experiments.out_dir_arg, default="runs/stochastic_game")
     p.add_argument("--print-every", type=int, default=10)
     p.add_argument("--skip-sweep", action="store_true", help="only the algorithm comparison")
     p.add_argument("--quick", action="store_true", help="2 seeds, 15k steps")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
 import pathlib
 import sys
+import tempfile
 import time
 import warnings
 from typing import Any, Mapping, NamedTuple, Optional, TextIO
@@ -17,8 +19,9 @@ import numpy as np
 
 from dpo_jax.baselines import BaselineResult
 from dpo_jax.config import TrainConfig
-from dpo_jax.envs.base import MultiAgentEnv
-from dpo_jax.objectives import ObjectiveParams, stack_params
+from dpo_jax.envs.base import MultiAgentEnv, validate_env
+from dpo_jax.memory import check_memory
+from dpo_jax.objectives import ObjectiveParams, stack_params, validate_objective_params
 from dpo_jax.train import (
     AnyConfig,
     TrainResult,
@@ -26,6 +29,7 @@ from dpo_jax.train import (
     make_train,
     num_updates,
     resolve_config,
+    rollout_length,
 )
 
 # Two-sided 95% Student-t quantiles by degrees of freedom (n_seeds - 1).
@@ -139,10 +143,24 @@ def run(
     or IQL / IDDPG (``IQLConfig``, ``IDDPGConfig`` or ``TrainConfig(algo="iql" |
     "iddpg")``), which take no ``obj``."""
     cfg = resolve_config(cfg)
+    validate_env(env, where="experiments.run")
     if obj is not None and not isinstance(cfg, TrainConfig):
         raise ValueError(f"obj (ObjectiveParams) applies to the policy-gradient family "
                          f"only; algo={cfg.algo!r} takes none: pass obj=None")
+    keys = jnp.asarray(keys)
+    key_ndim = 1 if jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) else 2  # raw uint32 keys
+    if keys.ndim != key_ndim or keys.shape[0] < 1:
+        raise ValueError(f"keys must be a 1-D array of at least one PRNG key (stack_keys), "
+                         f"got shape {keys.shape}")
     num_runs = keys.shape[0]
+    if obj is not None:
+        validate_objective_params(obj)
+        sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None for x in jax.tree.leaves(obj)}
+        if sizes != {num_runs}:
+            raise ValueError(f"obj must have a leading axis of {num_runs} entries, one per "
+                             f"key (stack_params), got leading sizes {sorted(map(str, sizes))}")
+    if isinstance(cfg, TrainConfig):
+        check_memory(cfg, env, rollout_length(cfg, env), num_runs)
     n_updates = num_updates(cfg, env)
     printer = None
     if progress:
@@ -166,6 +184,7 @@ def run(
     if cfg.nan_policy == "raise":
         check_finite(result)
     metrics = jax.tree.map(np.asarray, result.metrics)
+    metrics["env_steps"] = exact_env_steps(metrics)
     # IQL counts only the steps of its episodes, not their padding
     total_steps = float(np.sum(metrics["env_steps"][:, -1]))
     return RunOutput(
@@ -175,6 +194,13 @@ def run(
         run_s=run_s,
         env_steps_per_s=total_steps / run_s,
     )
+
+
+def exact_env_steps(metrics: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The exact int64 env-step count after each update, ``[runs, updates]``: the
+    running sum of ``update_steps`` (the float32 ``env_steps`` of the program is
+    rounded beyond 2**24 steps)."""
+    return np.cumsum(np.asarray(metrics["update_steps"], dtype=np.int64), axis=-1)
 
 
 def run_sweep(
@@ -306,6 +332,40 @@ def summarize_final(values: np.ndarray, last_fraction: float = 0.1) -> tuple[flo
     per_run = np.nanmean(values[:, -k:], axis=1)
     mean, half = mean_ci95(per_run)
     return float(mean), float(half)
+
+
+def positive_int(text: str) -> int:
+    """``argparse`` type: an int >= 1 (``--seeds 0`` fails at parsing, not in a
+    ``vmap`` over zero runs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {value}")
+    return value
+
+
+def prepare_out_dir(path: str | pathlib.Path) -> pathlib.Path:
+    """Create ``path`` and check that files can be written there; raise
+    ``ValueError`` naming it otherwise. Call before training, so that a bad
+    ``--out`` fails in a second, not after the run."""
+    out = pathlib.Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise ValueError(f"output folder {str(out)!r} cannot be written: {err}") from None
+    return out
+
+
+def out_dir_arg(text: str) -> pathlib.Path:
+    """``argparse`` type for ``--out``: ``prepare_out_dir`` at parse time."""
+    try:
+        return prepare_out_dir(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def stack_keys(seed: int, num: int) -> jax.Array:

@@ -184,10 +184,35 @@ class JaxMARLAdapter(MultiAgentEnv):
 
 
 def make_jaxmarl_env(env_id: str, *, adapter_kwargs: Optional[dict] = None, **kwargs: Any) -> JaxMARLAdapter:
-    """``jaxmarl.make(env_id, **kwargs)`` wrapped by :class:`JaxMARLAdapter`."""
+    """``jaxmarl.make(env_id, **kwargs)`` wrapped by :class:`JaxMARLAdapter`.
+
+    JaxMARL's constructors take ``**kwargs`` and drop what they do not know, so the
+    keyword arguments are checked here against the ``__init__`` parameters of the
+    env's class and its bases; an unknown one raises ``ValueError``."""
     import jaxmarl
 
+    if kwargs:
+        _check_jaxmarl_kwargs(env_id, type(jaxmarl.make(env_id)), kwargs)
     return JaxMARLAdapter(jaxmarl.make(env_id, **kwargs), name=env_id, **(adapter_kwargs or {}))
+
+
+def _check_jaxmarl_kwargs(env_id: str, env_class: type, kwargs: dict) -> None:
+    import inspect
+
+    from dpo_jax.envs.registry import EnvArgumentError
+
+    accepted: set[str] = set()
+    for cls in env_class.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None or cls is object:
+            continue
+        accepted |= {p.name for p in inspect.signature(init).parameters.values()
+                     if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise EnvArgumentError(
+            f"make_env('jaxmarl', env_id={env_id!r}): unknown keyword argument(s) "
+            f"{unknown}; {env_class.__name__} accepts: {', '.join(sorted(accepted))}")
 
 
 def make_mpe_spread(

@@ -18,9 +18,11 @@ torso ``xpos``, Humanoid's mass centre) are those of the last forward pass, and
   call anywhere in the step: see below), and contacts between the floor and the
   robot only (Hopper's and Humanoid's XML also collide body parts with each other).
   Settings of the kind Brax and MuJoCo Playground use for MJX locomotion. Measured
-  with the C engine from the same states (200 random-action steps per robot), one
-  env step differs from Gymnasium's options by a median of 2e-11 (Hopper) to 2e-4
-  (Ant) in ``qpos`` and a 95th percentile of at most 3e-3.
+  with the C engine from the same states (``benchmarks/mjx_preset_accuracy.py``,
+  200 random-action states per robot), one env step differs from Gymnasium's
+  options by a median largest ``qpos`` difference of 7e-17 (HalfCheetah) to 3e-5
+  (Ant), 6e-3 for Humanoid (whose body-body contacts this preset drops), and a
+  95th percentile of 2e-6 (Hopper) to 2e-2 (Humanoid).
 * ``"euler"``: ``"fast"`` with the semi-implicit Euler integrator instead of the
   XML's RK4 (Hopper, Walker2d, Ant, Humanoid): about 6x faster on a CPU, at a
   median one-step ``qpos`` difference of 1e-3 (Hopper) to 4e-2 (Ant).

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
+import numbers
 from typing import Any, Callable
 
 from dpo_jax.envs.base import MultiAgentEnv
@@ -25,17 +27,46 @@ def list_envs() -> list[str]:
     return sorted(_REGISTRY)
 
 
+class EnvArgumentError(TypeError, ValueError):
+    """A keyword argument an environment does not take, or of the wrong type. Both a
+    ``TypeError`` (as Python reports unknown arguments) and a ``ValueError`` (as
+    every other bad setting in dpo-jax)."""
+
+
 def _check_kwargs(name: str, factory: EnvFactory, kwargs: dict[str, Any]) -> None:
     params = inspect.signature(factory).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    unknown = sorted(set(kwargs) - set(params))
-    if unknown:
-        allowed = ", ".join(sorted(params)) or "(none)"
-        raise TypeError(
-            f"make_env({name!r}): unknown keyword argument(s) {unknown}; "
-            f"this environment accepts: {allowed}"
-        )
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            allowed = ", ".join(sorted(params)) or "(none)"
+            raise EnvArgumentError(
+                f"make_env({name!r}): unknown keyword argument(s) {unknown}; "
+                f"this environment accepts: {allowed}"
+            )
+    for key, value in kwargs.items():
+        if key in params:
+            _check_type(name, key, value, params[key].default)
+
+
+def _check_type(name: str, key: str, value: Any, default: Any) -> None:
+    """A value of the kind the factory's default has: an int (not a bool) where the
+    default is an int, a finite real where it is a float, a bool where a bool.
+    Ranges are each factory's to check."""
+    def fail(expected: str) -> None:
+        raise EnvArgumentError(f"make_env({name!r}): {key}={value!r} is invalid: "
+                               f"expected {expected}")
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            fail("True or False")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            fail("an int")
+    elif isinstance(default, float):
+        if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                or not math.isfinite(value)):
+            fail("a finite real number")
+    elif isinstance(default, str) and not isinstance(value, str):
+        fail("a string")
 
 
 def make_env(name: str, **kwargs: Any) -> MultiAgentEnv:
@@ -44,7 +75,8 @@ def make_env(name: str, **kwargs: Any) -> MultiAgentEnv:
     Raises:
       ValueError: ``name`` is not registered (the message lists close matches and
         every registered name).
-      TypeError: a keyword argument the environment does not take.
+      EnvArgumentError (a ``TypeError`` and a ``ValueError``): a keyword argument
+        the environment does not take, or a value of the wrong type.
     """
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
