@@ -306,8 +306,10 @@ def test_random_policy_win_rate_on_8m(record_property):
     print(f"8m uniform random policy: win rate {stats['won']:.3f}, return "
           f"{stats['episode_return']:.3f} over {int(stats['episodes'])} episodes")
     assert stats["episodes"] >= num_envs
-    assert 0.0 <= stats["won"] <= 1.0
-    assert 0.0 <= stats["episode_return"] <= 2.0
+    # the README's figures: win rate 0.00 and return 0.18 (measured 0.177-0.181 over
+    # keys 0-3 with these 32 envs; 3m: 0.175-0.189, also never a win)
+    assert stats["won"] <= 0.01
+    assert abs(stats["episode_return"] - 0.18) < 0.02
 
 
 def _dpo_on_3m(num_updates: int, num_envs: int, compiler_options=None):

@@ -107,7 +107,7 @@ def test_invalid_arguments_name_the_field(kwargs, field):
 
 
 def test_oversized_game_is_refused_before_drawing():
-    with pytest.raises(ValueError, match=r"5\*\*10=9765625"):
+    with pytest.raises(ValueError, match=r"5\*\*10=9,765,625"):
         StochasticGame(num_states=100, num_agents=10, num_actions=5)
 
 

@@ -32,7 +32,7 @@ import optax
 from dpo_jax.baselines import common, replay
 from dpo_jax.baselines.common import BaselineResult, ProgressFn, torch_default_init
 from dpo_jax.baselines.config import IDDPGConfig
-from dpo_jax.envs.base import ContinuousActions, MultiAgentEnv
+from dpo_jax.envs.base import ContinuousActions, MultiAgentEnv, decode_obs, encode_obs
 from dpo_jax.rollout import (
     EnvBatch,
     StepRecord,
@@ -230,6 +230,37 @@ def make_networks(cfg: IDDPGConfig, spec: ContinuousActions) -> Networks:
                     optax.adam(cfg.critic_lr, eps=cfg.adam_eps))
 
 
+def replay_codec(env: MultiAgentEnv, cfg: IDDPGConfig
+                 ) -> tuple[Callable[[Transition], Transition], Callable[[Transition], Transition]]:
+    """``(store, load)``: what a ``Transition`` becomes in the replay buffer and back.
+
+    With ``cfg.compact_replay`` and an env that has an ``observation_codec``
+    (multi-agent MuJoCo), observations are stored once per distinct feature
+    (``encode_obs``) and rebuilt exactly at sampling (``decode_obs``); otherwise
+    both are the identity."""
+    codec = env.observation_codec() if cfg.compact_replay else None
+    if codec is None:
+        return (lambda t: t), (lambda t: t)
+
+    def store(t: Transition) -> Transition:
+        return t._replace(obs=encode_obs(codec, t.obs), next_obs=encode_obs(codec, t.next_obs))
+
+    def load(t: Transition) -> Transition:
+        return t._replace(obs=decode_obs(codec, t.obs), next_obs=decode_obs(codec, t.next_obs))
+
+    return store, load
+
+
+def replay_bytes_per_transition(env: MultiAgentEnv, cfg: IDDPGConfig) -> int:
+    """Bytes one stored transition takes in the replay buffer (from the shapes)."""
+    spec = env.action_spec
+    empty = Transition(jnp.zeros((env.num_agents, env.obs_dim)),
+                       jnp.zeros((env.num_agents, spec.action_dim)), jnp.zeros((env.num_agents,)),
+                       jnp.zeros((env.num_agents, env.obs_dim)), jnp.zeros((), bool))
+    stored = jax.eval_shape(replay_codec(env, cfg)[0], empty)
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(stored))
+
+
 def make_train_iddpg(cfg: IDDPGConfig, env: MultiAgentEnv,
                      progress: Optional[ProgressFn] = None) -> Callable[..., BaselineResult]:
     """Build ``train(key, obj=None, env=env) -> BaselineResult``, one pure function
@@ -243,6 +274,7 @@ def make_train_iddpg(cfg: IDDPGConfig, env: MultiAgentEnv,
     empty = Transition(jnp.zeros((env.num_agents, env.obs_dim)),
                        jnp.zeros((env.num_agents, spec.action_dim)), jnp.zeros((env.num_agents,)),
                        jnp.zeros((env.num_agents, env.obs_dim)), jnp.zeros((), bool))
+    store, load = replay_codec(env, cfg)
 
     def init_agents(key: Array) -> DDPGAgents:
         def one(k: Array) -> DDPGAgents:
@@ -258,7 +290,7 @@ def make_train_iddpg(cfg: IDDPGConfig, env: MultiAgentEnv,
     def learn(agents: DDPGAgents, buffer_state: Any, ready: Array, key: Array
               ) -> tuple[DDPGAgents, dict, Array]:
         def one(agents: DDPGAgents, step_key: Array) -> tuple[DDPGAgents, dict]:
-            batch = buffer.sample(buffer_state, step_key).experience
+            batch = load(buffer.sample(buffer_state, step_key).experience)
             new, stats = gradient_step(agents, batch, nets, cfg)
             return common.keep_if(ready, new, agents), stats
 
@@ -273,7 +305,7 @@ def make_train_iddpg(cfg: IDDPGConfig, env: MultiAgentEnv,
         env_batch, transitions, records = rollout(env, nets, state.agents.params,
                                                   state.env_batch, rollout_key, env_steps, cfg)
         flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), transitions)
-        buffer_state = buffer.add(state.buffer_state, flat)
+        buffer_state = buffer.add(state.buffer_state, store(flat))
         env_steps = updates_to_steps(update_idx + 1, steps_per_update)
         ready = buffer.can_sample(buffer_state) & (env_steps >= cfg.learning_starts)
         agents, stats, finite = learn(state.agents, buffer_state, ready, learn_key)
@@ -294,7 +326,7 @@ def make_train_iddpg(cfg: IDDPGConfig, env: MultiAgentEnv,
               ) -> BaselineResult:
         common.require_no_objective(obj, "IDDPG")
         init_key, env_key, run_key = jax.random.split(key, 3)
-        state = IDDPGState(init_agents(init_key), buffer.init(empty),
+        state = IDDPGState(init_agents(init_key), buffer.init(store(empty)),
                            reset_envs(env, env_key, cfg.num_envs),
                            initial_episode_metrics(env), jnp.array(True), run_key)
         state, metrics = jax.lax.scan(lambda s, i: update(s, i, env), state,

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, Callable, NamedTuple, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -73,6 +74,50 @@ class EnvStep(NamedTuple):
     terminated: Array
     truncated: Array
     info: dict[str, Array]
+
+
+class ObsCodec(NamedTuple):
+    """A lossless compact form of the stacked observations ``[N, obs_dim]``, for
+    environments whose agents observe overlapping parts of one feature vector
+    (multi-agent MuJoCo: each agent sees its joints' k-hop neighbourhood, so the
+    same feature appears in several agents' rows, and rows are zero-padded).
+
+    ``compact_index [C]``: for each distinct observed feature, one flat position
+    in ``obs.reshape(-1)`` that holds it. ``expand_index [N, obs_dim]``: for each
+    observation entry, its feature's position in the compact vector, or ``C`` for
+    a padding zero. Replay buffers store ``C`` floats per observation instead of
+    ``N * obs_dim`` (``encode_obs`` / ``decode_obs``).
+    """
+
+    compact_index: np.ndarray
+    expand_index: np.ndarray
+
+
+def codec_from_feature_index(feature_index: np.ndarray, pad: int) -> ObsCodec:
+    """The codec of observations built as ``features[feature_index]`` (``[N, D]``
+    ints), where index ``pad`` is a constant 0."""
+    feature_index = np.asarray(feature_index)
+    flat = feature_index.reshape(-1)
+    features, first = np.unique(flat, return_index=True)
+    keep = features != pad
+    position = {int(f): i for i, f in enumerate(features[keep])}
+    compact = len(position)
+    expand = np.array([position.get(int(f), compact) for f in flat], np.int32)
+    return ObsCodec(first[keep].astype(np.int32), expand.reshape(feature_index.shape))
+
+
+def encode_obs(codec: ObsCodec, obs: Array) -> Array:
+    """``[..., N, obs_dim]`` -> ``[..., C]``."""
+    flat = obs.reshape(obs.shape[:-2] + (-1,))
+    return flat[..., jnp.asarray(codec.compact_index)]
+
+
+def decode_obs(codec: ObsCodec, compact: Array) -> Array:
+    """``[..., C]`` -> ``[..., N, obs_dim]`` (exact inverse of ``encode_obs`` on the
+    env's observations)."""
+    padded = jnp.concatenate([compact, jnp.zeros(compact.shape[:-1] + (1,), compact.dtype)],
+                             axis=-1)
+    return padded[..., jnp.asarray(codec.expand_index)]
 
 
 class MultiAgentEnv(abc.ABC):
@@ -122,6 +167,11 @@ class MultiAgentEnv(abc.ABC):
         """
         del action_probs
         return {}
+
+    def observation_codec(self) -> Optional[ObsCodec]:
+        """A lossless compact form of the observations (``ObsCodec``), or ``None``
+        (the default) when there is nothing to share between agents' rows."""
+        return None
 
     def random_actions(self, key: Array, avail_actions: Array) -> Array:
         """Uniformly random valid actions for all agents (for baselines and benches)."""

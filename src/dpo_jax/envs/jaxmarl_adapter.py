@@ -231,8 +231,19 @@ def make_mpe_spread(
     """
     import jaxmarl
 
-    if num_agents < 1:
-        raise ValueError(f"mpe_spread: num_agents must be >= 1, got {num_agents}")
+    from dpo_jax.envs.mpe_tasks import MAX_MPE_AGENTS
+
+    for arg, value in (("num_agents", num_agents), ("num_landmarks", num_landmarks),
+                       ("max_steps", max_steps)):
+        upper = MAX_MPE_AGENTS if arg != "max_steps" else float("inf")
+        if value is None and arg == "num_landmarks":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= upper:
+            raise ValueError(f"mpe_spread: {arg}={value!r} is invalid: expected an int in "
+                             f"[1, {upper}]")
+    if not 0.0 <= local_ratio <= 1.0:
+        raise ValueError(f"mpe_spread: local_ratio={local_ratio!r} is invalid: expected a "
+                         "number in [0, 1]")
     env = jaxmarl.make(
         "MPE_simple_spread_v3",
         num_agents=num_agents,

@@ -42,7 +42,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpo_jax.envs.base import Array, ContinuousActions, EnvStep, MultiAgentEnv
+from dpo_jax.envs.base import (
+    Array,
+    ContinuousActions,
+    EnvStep,
+    MultiAgentEnv,
+    ObsCodec,
+    codec_from_feature_index,
+)
 from dpo_jax.envs.mamujoco_obsk import (
     FeatureLayout,
     action_index,
@@ -239,6 +246,11 @@ class MaMuJoCo(MultiAgentEnv):
             [data.qpos, qvel, data.qfrc_actuator]
             + [body[c].reshape(-1) for c in BODY_CATEGORIES] + [jnp.zeros((1,))])
         return features[jnp.asarray(self.obs_index)].astype(jnp.float32)
+
+    def observation_codec(self) -> ObsCodec:
+        """Observations are ``features[obs_index]``: store each observed feature once
+        (Humanoid 17x1: 283 floats instead of 17 x 52 = 884)."""
+        return codec_from_feature_index(self.obs_index, self.layout.offsets["pad"])
 
     def controls(self, actions: Array) -> Array:
         """The actuator vector ``[nu]`` from the agents' actions ``[N, action_dim]``."""

@@ -77,6 +77,12 @@ CIRCLE_RADIUS = 0.5
 CENTRE_RANGE = 0.25  # line's landmark 0 and circle's landmark: uniform in +-0.25
 
 
+MAX_MPE_AGENTS = 1000
+"""Upper bound on MPE agent counts: every step computes all N^2 pairwise distances
+per env, so a larger N is a typo rather than an experiment (and would exhaust
+memory before the first step)."""
+
+
 class MPETask(MultiAgentEnv):
     """Base of the three tasks: physics, observation, assignment reward.
 
@@ -92,11 +98,13 @@ class MPETask(MultiAgentEnv):
 
     def __init__(self, *, name: str, num_agents: int, vision: Optional[float],
                  collision_penalty: float, max_steps: int) -> None:
-        if not isinstance(num_agents, int) or num_agents < self.min_agents:
-            raise ValueError(f"{name}: num_agents must be an int >= {self.min_agents}, "
-                             f"got {num_agents!r}")
-        if vision is not None and not vision > 0:
-            raise ValueError(f"{name}: vision must be > 0 or None, got {vision!r}")
+        if (isinstance(num_agents, bool) or not isinstance(num_agents, int)
+                or not self.min_agents <= num_agents <= MAX_MPE_AGENTS):
+            raise ValueError(f"{name}: num_agents must be an int in [{self.min_agents}, "
+                             f"{MAX_MPE_AGENTS}], got {num_agents!r}")
+        if vision is not None and not (isinstance(vision, (int, float))
+                                       and not isinstance(vision, bool) and vision > 0):
+            raise ValueError(f"{name}: vision must be a number > 0 or None, got {vision!r}")
         if not (math.isfinite(collision_penalty) and collision_penalty >= 0):
             raise ValueError(f"{name}: collision_penalty must be a finite number >= 0, "
                              f"got {collision_penalty!r}")

@@ -49,6 +49,7 @@ buffers (same program: 4 s of compilation, no copy of the tables).
 from __future__ import annotations
 
 import functools
+import math
 import operator
 from typing import Any, Callable, NamedTuple
 
@@ -268,15 +269,19 @@ class StochasticGame(MultiAgentEnv):
         if episode_length is None:
             episode_length = num_states
         episode_length = _checked_int("episode_length", episode_length, 1)
-        num_joint = num_actions**num_agents
-        table_bytes = 4 * num_states * num_joint * (num_states + 1)
-        if table_bytes > MAX_TABLE_BYTES:
+        # in logs first: num_actions**num_agents itself can be too large to compute
+        log_joint = num_agents * math.log10(num_actions)
+        log_bytes = math.log10(4 * num_states * (num_states + 1)) + log_joint
+        if log_bytes > math.log10(MAX_TABLE_BYTES):
+            joint = (f"{num_actions**num_agents:,}" if log_joint < 12
+                     else f"about 10^{int(log_joint)}")
             raise ValueError(
-                f"stochastic game tables would take {table_bytes / 1e9:.1f} GB "
+                f"stochastic game tables would take about 10^{log_bytes - 9:.1f} GB "
                 f"(num_states={num_states}, num_actions**num_agents="
-                f"{num_actions}**{num_agents}={num_joint} joint actions, "
-                f"transitions {num_states}x{num_joint}x{num_states} float32); "
-                f"the limit is {MAX_TABLE_BYTES / 1e9:.0f} GB"
+                f"{num_actions}**{num_agents}={joint} joint actions, "
+                f"transitions {num_states} x joint actions x {num_states} float32); "
+                f"the limit is {MAX_TABLE_BYTES / 1e9:.0f} GB: lower num_agents or "
+                "num_actions"
             )
         tables = build_tables(num_states, num_agents, num_actions, seed)
         self._init_fields(

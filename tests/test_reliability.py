@@ -1,0 +1,272 @@
+"""No silent failure: every bad input or budget gives an error (or warning) naming it.
+
+Each test here is a row of the reliability table (issue 14): the bad input, and the
+message a user gets before anything compiles where that can be known up front.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dpo_jax
+from dpo_jax import experiments
+from dpo_jax.baselines.config import from_train_config
+from dpo_jax.envs import JaxMARLAdapter
+from dpo_jax.envs.base import (
+    DiscreteActions,
+    EnvStep,
+    MultiAgentEnv,
+    codec_from_feature_index,
+    decode_obs,
+    encode_obs,
+)
+from dpo_jax.memory import check_memory, estimate_train_bytes
+from dpo_jax.rollout import StepCount, add_steps, steps_as_float, updates_to_steps
+from dpo_jax.train import TrainResult, check_finite
+
+TINY = dict(total_timesteps=2 * 2 * 12, num_envs=2, num_steps=2, num_epochs=1,
+            hidden_size=8)
+
+
+class TickEnv(MultiAgentEnv):
+    """Two agents, 5-step episodes, reward = action, info ``won`` = the first agent's
+    last action: a cheap env with an info key, for the metrics rule."""
+
+    name = "tick"
+    num_agents = 2
+    obs_dim = 2
+    action_spec = DiscreteActions(2)
+    max_steps = 5
+
+    def _out(self, t, reward, action0):
+        obs = jnp.stack([jnp.full((2,), t, jnp.float32)] * 2)
+        return EnvStep(t, obs, jnp.ones((2, 2), bool), reward, jnp.array(False),
+                       t >= self.max_steps, {"won": jnp.asarray(action0, jnp.float32)})
+
+    def reset(self, key):
+        return self._out(jnp.zeros((), jnp.int32), jnp.zeros((2,)), 0)
+
+    def step(self, key, state, actions):
+        return self._out(state + 1, actions.astype(jnp.float32), actions[0])
+
+
+# -- the env argument ------------------------------------------------------------
+
+@pytest.mark.parametrize("bad, match", [
+    (object(), "must be a dpo_jax MultiAgentEnv"),
+    ("mpe_spread", r"is a name, not an environment; build it first: "
+                   r"dpo_jax.make_env\('mpe_spread'\)"),
+])
+def test_make_train_names_a_bad_env_argument(bad, match):
+    for cfg in (dpo_jax.TrainConfig(**TINY), dpo_jax.TrainConfig(algo="iql", num_envs=2)):
+        with pytest.raises(ValueError, match=match):
+            dpo_jax.make_train(cfg, bad)
+    with pytest.raises(ValueError, match=match):
+        experiments.run(dpo_jax.TrainConfig(**TINY), bad, experiments.stack_keys(0, 1))
+
+
+def test_raw_jaxmarl_env_is_refused_with_the_fix():
+    import jaxmarl
+
+    raw = jaxmarl.make("MPE_simple_spread_v3")
+    with pytest.raises(ValueError, match=r"raw JaxMARL environment.*JaxMARLAdapter\(env\)"):
+        dpo_jax.make_train(dpo_jax.TrainConfig(**TINY), raw)
+    with pytest.raises(ValueError, match=r"JaxMARLAdapter: env \(object\) is not a JaxMARL"):
+        JaxMARLAdapter(object())
+
+
+def test_make_env_checks_jaxmarl_kwargs_and_value_types():
+    with pytest.raises(ValueError, match=r"unknown keyword argument\(s\) \['foo'\]"):
+        dpo_jax.make_env("jaxmarl", env_id="MPE_simple_spread_v3", foo=1)
+    env = dpo_jax.make_env("jaxmarl", env_id="MPE_simple_spread_v3", num_agents=4)
+    assert env.num_agents == 4
+    with pytest.raises(ValueError, match=r"num_agents=True is invalid: expected an int"):
+        dpo_jax.make_env("mpe_spread", num_agents=True)
+    with pytest.raises(ValueError, match=r"local_ratio=nan is invalid"):
+        dpo_jax.make_env("mpe_spread", local_ratio=float("nan"))
+
+
+# -- ObjectiveParams -------------------------------------------------------------
+
+def test_objective_params_rejects_bad_agent_counts_and_rule_constants():
+    cfg = dpo_jax.TrainConfig()
+    for n in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match=r"num_agents=.* expected a positive int"):
+            dpo_jax.objective_params(cfg, n)
+    with pytest.raises(ValueError, match=r"ObjectiveParams.delta=0.5 is invalid"):
+        dpo_jax.objective_params(cfg, 2, delta=0.5)
+    with pytest.raises(ValueError, match=r"ObjectiveParams.omega=-1.0 is invalid"):
+        dpo_jax.objective_params(cfg, 2, omega=-1)
+    with pytest.raises(ValueError, match=r"ObjectiveParams.use_clip=2.0"):
+        dpo_jax.objective_params(cfg, 2, use_clip=2)
+
+
+def test_replaced_objective_params_are_checked_where_used():
+    env = dpo_jax.make_env("stochastic_game_small")
+    cfg = dpo_jax.TrainConfig(**TINY)
+    good = dpo_jax.objective_params(cfg, env.num_agents)
+    bad = good._replace(d_target=jnp.float32(jnp.nan))
+    train = dpo_jax.make_train(cfg, env)
+    with pytest.raises(ValueError, match=r"ObjectiveParams.d_target=nan is invalid"):
+        train(jax.random.key(0), bad)
+    sweep = dpo_jax.stack_params([good, good._replace(omega=jnp.float32(0.5))])
+    with pytest.raises(ValueError, match=r"omega=0.5 at sweep index \(1,\)"):
+        experiments.run(cfg, env, experiments.stack_keys(0, 2), obj=sweep, progress=False)
+    with pytest.raises(ValueError, match=r"leading axis of 3 entries"):
+        experiments.run(cfg, env, experiments.stack_keys(0, 3),
+                        obj=dpo_jax.stack_params([good, good]), progress=False)
+    # traced (the README's jit(vmap(train)) path): the run is marked not finite from
+    # update 0 and check_finite names it; the valid run trains on
+    sweep = dpo_jax.stack_params([good, bad])
+    result = jax.jit(jax.vmap(train))(experiments.stack_keys(0, 2), sweep)
+    finite = np.asarray(result.metrics["finite"])
+    assert finite[0].all() and not finite[1].any()
+    with pytest.raises(FloatingPointError, match=r"invalid ObjectiveParams .* at update 0"):
+        check_finite(result)
+
+
+# -- TrainConfig types -------------------------------------------------------------
+
+@pytest.mark.parametrize("field, value", [
+    ("num_envs", True), ("num_epochs", 2.0), ("total_timesteps", "1000"),
+    ("value_norm", 1), ("share_params", "no"), ("delta", float("inf")),
+    ("omega", float("inf")), ("beta_max", float("inf")), ("value_coef", float("inf")),
+    ("kl_sqrt_eps", float("inf")), ("init_log_std", float("nan")), ("gamma", "0.9"),
+    ("huber_delta", float("nan")), ("activation", 3), ("algo", ["dpo"]),
+])
+def test_train_config_rejects_wrong_types_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"TrainConfig\.{field}="):
+        dpo_jax.TrainConfig(**{field: value})
+
+
+def test_numpy_scalars_are_accepted_and_stored_as_python_numbers():
+    cfg = dpo_jax.TrainConfig(num_envs=np.int64(8), d_target=np.float32(0.02))
+    assert type(cfg.num_envs) is int and type(cfg.d_target) is float
+    hash(cfg)  # a static jit argument
+
+
+def test_baseline_fields_that_do_not_apply_warn():
+    cfg = dpo_jax.TrainConfig(algo="iql", num_epochs=3, d_target=0.5)
+    with pytest.warns(UserWarning, match=r"\['d_target', 'num_epochs'\] do not apply"):
+        from_train_config(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from_train_config(dpo_jax.TrainConfig(algo="iql", num_envs=4, gamma=0.9))
+
+
+def test_iddpg_budget_below_warm_up_is_refused():
+    with pytest.raises(ValueError, match=r"IDDPGConfig.total_timesteps=20000 .* "
+                                         r"learning_starts=25000"):
+        dpo_jax.IDDPGConfig(total_timesteps=20_000)
+    # through TrainConfig the warm-up is capped at a tenth of the budget
+    assert from_train_config(dpo_jax.TrainConfig(algo="iddpg", total_timesteps=20_000)
+                             ).learning_starts == 2_000
+
+
+# -- budgets -------------------------------------------------------------------------
+
+def test_step_counters_do_not_wrap_at_3e9_steps():
+    # one int32 wraps at 2**31 = 2.1e9; the counter carries into a second int32
+    count = StepCount(jnp.int32(2), jnp.int32(2**30 - 100))  # 3,221,225,372 steps
+    count = jax.jit(add_steps)(count, jnp.int32(3_000))
+    exact = 2 * 2**30 + 2**30 - 100 + 3_000
+    assert int(count.high) * 2**30 + int(count.low) == exact
+    assert abs(float(steps_as_float(count)) - exact) / exact < 1e-7
+    # PPO / IDDPG: update index x steps per update, rounded once, never negative
+    updates = jnp.int32(3_000_000_000 // 3_200)
+    value = float(jax.jit(updates_to_steps, static_argnums=1)(updates, 3_200))
+    assert value > 0 and abs(value - 3e9) / 3e9 < 1e-7
+    # the host's exact count: int64 running sum of each update's steps
+    metrics = {"update_steps": np.full((1, 1_000_000), 3_200, np.int32)}
+    assert experiments.exact_env_steps(metrics)[0, -1] == 3_200_000_000
+
+
+def test_a_batch_that_cannot_fit_fails_before_compiling_with_an_estimate():
+    env = dpo_jax.make_env("mpe_spread")
+    cfg = dpo_jax.TrainConfig(num_envs=2**17)
+    with pytest.raises(ValueError, match=r"TrainConfig.num_envs=131072 x num_steps=25 on "
+                                         r"'mpe_spread' needs about .* GiB .* would fit"):
+        check_memory(cfg, env, 25, limit=24 * 2**30)
+    with pytest.raises(ValueError, match=r"x 8 runs"):
+        check_memory(dpo_jax.TrainConfig(num_envs=2**14), env, 25, num_runs=8,
+                     limit=24 * 2**30)
+
+
+def test_memory_estimate_is_close_to_xla_s_own_figure():
+    env = dpo_jax.make_env("mpe_spread")
+    cfg = dpo_jax.TrainConfig(num_envs=64, num_steps=25, total_timesteps=64 * 25)
+    compiled = jax.jit(dpo_jax.make_train(cfg, env)).lower(jax.random.key(0)).compile()
+    stats = compiled.memory_analysis()
+    xla = stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes
+    ratio = estimate_train_bytes(cfg, env, 25) / xla
+    assert 1 / 1.5 < ratio < 1.5, ratio
+
+
+def test_check_finite_names_the_earliest_update_over_all_runs():
+    finite = np.array([[True, True, True, False], [True, False, False, False],
+                       [True] * 4])
+    result = TrainResult(None, None, None, {"finite": finite})
+    with pytest.raises(FloatingPointError, match=r"at update 1 \(first in run\(s\) \[1\]; "
+                                                 r"runs that failed: \[0, 1\]"):
+        check_finite(result)
+
+
+# -- metrics when no episode ended ---------------------------------------------------
+
+def test_per_episode_metrics_follow_one_rule_when_no_episode_ended():
+    env = TickEnv()
+    cfg = dpo_jax.TrainConfig(**{**TINY, "total_timesteps": 2 * 2 * 10})
+    m = jax.tree.map(np.asarray, jax.jit(dpo_jax.make_train(cfg, env))(jax.random.key(0)).metrics)
+    ended = m["episodes"] > 0
+    # 5-step episodes, 2 steps per update: they end in updates 2, 4, 7, 9
+    np.testing.assert_array_equal(np.flatnonzero(ended), [2, 4, 7, 9])
+    for name in ("episode_return", "episode_length", "won"):
+        values = m[name]
+        assert np.isnan(values[:2]).all(), name
+        for u in range(3, 10):
+            if not ended[u]:
+                assert values[u] == values[u - 1], (name, u)
+    np.testing.assert_array_equal(m["episode_length"][2:], 5.0)
+    assert np.isfinite(m["step_reward"]).all()
+    np.testing.assert_array_equal(m["update_steps"], 4)
+
+
+# -- compact replay --------------------------------------------------------------
+
+def test_observation_codec_round_trips_gathered_observations():
+    rng = np.random.default_rng(0)
+    index = np.array([[0, 1, 2, 9], [2, 3, 9, 9], [0, 3, 4, 5]])  # 9 is the padding zero
+    codec = codec_from_feature_index(index, pad=9)
+    assert len(codec.compact_index) == 6
+    features = np.concatenate([rng.normal(size=9), [0.0]]).astype(np.float32)
+    obs = jnp.asarray(features[index])[None, None]  # [T, E, N, D]
+    np.testing.assert_array_equal(decode_obs(codec, encode_obs(codec, obs)), obs)
+
+
+@pytest.mark.parametrize("task", ["mamujoco_hopper_3x1", "mamujoco_humanoid_17x1"])
+def test_mamujoco_codec_is_lossless_and_smaller(task):
+    env = dpo_jax.make_env(task)
+    codec = env.observation_codec()
+    pad = env.layout.offsets["pad"]
+    features = np.concatenate([np.random.default_rng(1).normal(size=pad), [0.0]])
+    obs = jnp.asarray(features[np.asarray(env.obs_index)], jnp.float32)
+    np.testing.assert_array_equal(decode_obs(codec, encode_obs(codec, obs)), obs)
+    assert len(codec.compact_index) < env.num_agents * env.obs_dim
+
+
+# -- example scripts ---------------------------------------------------------------
+
+@pytest.mark.parametrize("args, match", [
+    (["examples/stochastic_game.py", "--seeds", "0"], "--seeds: expected an int >= 1, got 0"),
+    (["examples/mpe_spread.py", "--out", "/proc/x"], "--out: output folder '/proc/x' cannot"),
+])
+def test_example_flags_fail_at_parsing(args, match):
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and match in out.stderr, out.stderr[-2000:]
