@@ -31,7 +31,9 @@ buffer and batches of 32, so its 3 updates act randomly, then learn.
 
 Writes to ``--out/<task>/``: ``metrics.json`` / ``metrics.csv`` (every
 policy-gradient run), ``metrics_iddpg.json`` / ``metrics_iddpg.csv`` (IDDPG's),
-``return.png`` (every algorithm, mean and 95% CI over seeds) and ``summary.json``.
+``return.png`` (every algorithm, mean and 95% CI over seeds), ``step_reward.png`` (the
+mean reward per step of each update's rollout: fresh every update, where the return of
+1000-step episodes only changes when one ends) and ``summary.json``.
 MJX on a CPU is slow (see ``benchmarks/mamujoco_speed.py``): CPU runs are for
 checking the pipeline; learning curves need a GPU.
 """
@@ -143,13 +145,17 @@ def main() -> None:
               f"{ddpg_cfg.buffer_size:,} ({ddpg_cfg.buffer_size * item / 2**20:,.0f} MiB "
               f"per seed), second compile")
     t0 = time.perf_counter()
-    curves, finals, files, timing = {}, {}, [], {}
+    curves, reward_curves, finals, files, timing = {}, {}, {}, [], {}
 
     def record(algo, metrics):
         steps = metrics["env_steps"][0]
         ret, ret_ci = experiments.summarize_final(metrics["episode_return"])
-        finals[algo] = {"return": ret, "return_ci95": ret_ci, "env_steps": int(steps[-1])}
+        rew, rew_ci = experiments.summarize_final(metrics["step_reward"])
+        finals[algo] = {"return": ret, "return_ci95": ret_ci, "step_reward": rew,
+                        "step_reward_ci95": rew_ci, "env_steps": int(steps[-1])}
         curves[LABELS[algo]] = (steps, metrics["episode_return"])
+        # fresh every update, unlike the episode return of 1000-step episodes
+        reward_curves[LABELS[algo]] = (steps, metrics["step_reward"])
 
     if pg_algos:
         print("compiling (MJX compiles take minutes on a CPU) ...", flush=True)
@@ -192,6 +198,10 @@ def main() -> None:
         out_dir / "return.png", curves,
         title=f"{env.name} (agent_obsk {env.agent_obsk}, d_target = {cfg.d_target:g})",
         ylabel="episode return"))
+    files.append(experiments.plot_curves(
+        out_dir / "step_reward.png", reward_curves,
+        title=f"{env.name}: reward per step of each update's rollout",
+        ylabel="mean reward per agent and env step"))
     compile_s = sum(t["compile_s"] for t in timing.values())
     run_s = sum(t["run_s"] for t in timing.values())
     env_steps = max(f["env_steps"] for f in finals.values())
