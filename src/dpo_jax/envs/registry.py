@@ -45,13 +45,21 @@ def _check_kwargs(name: str, factory: EnvFactory, kwargs: dict[str, Any]) -> Non
             )
     for key, value in kwargs.items():
         if key in params:
-            _check_type(name, key, value, params[key].default)
+            _check_type(name, key, value, params[key])
 
 
-def _check_type(name: str, key: str, value: Any, default: Any) -> None:
-    """A value of the kind the factory's default has: an int (not a bool) where the
-    default is an int, a finite real where it is a float, a bool where a bool.
+_PLAIN_TYPES = {int: "int", float: "float", bool: "bool", str: "str"}
+
+
+def _check_type(name: str, key: str, value: Any, param: inspect.Parameter) -> None:
+    """For an argument annotated with exactly ``int``, ``float``, ``bool`` or ``str``
+    (not a union): an int that is not a bool, a finite real, a bool, a string.
     Ranges are each factory's to check."""
+    annotation = param.annotation
+    annotation = _PLAIN_TYPES.get(annotation, annotation)
+    default = {"int": 0, "float": 0.0, "bool": False, "str": ""}.get(annotation)
+    if default is None:
+        return
     def fail(expected: str) -> None:
         raise EnvArgumentError(f"make_env({name!r}): {key}={value!r} is invalid: "
                                f"expected {expected}")
