@@ -18,11 +18,10 @@ import pathlib
 import platform
 
 import jax
-import jax.numpy as jnp
 
 import dpo_jax
 from dpo_jax.baselines import replay
-from dpo_jax.baselines.iddpg import Transition, replay_codec
+from dpo_jax.baselines.iddpg import empty_transition, replay_codec
 from dpo_jax.envs.mamujoco_robots import PAPER_TASKS
 
 TASKS = sorted(f"mamujoco_{robot}_{partition}" for robot, partition in PAPER_TASKS.values())
@@ -51,11 +50,7 @@ def rss_bytes() -> int:
 def measure(env: dpo_jax.MultiAgentEnv, buffer_size: int, compact: bool) -> dict:
     """Allocate the buffer state of one seed and report its size."""
     cfg = dpo_jax.IDDPGConfig(buffer_size=buffer_size, compact_replay=compact)
-    spec = env.action_spec
-    empty = Transition(jnp.zeros((env.num_agents, env.obs_dim)),
-                       jnp.zeros((env.num_agents, spec.action_dim)),
-                       jnp.zeros((env.num_agents,)),
-                       jnp.zeros((env.num_agents, env.obs_dim)), jnp.zeros((), bool))
+    empty = empty_transition(env)
     store, _ = replay_codec(env, cfg)
     buffer = replay.make_item_buffer(cfg.buffer_size, cfg.batch_size)
     gc.collect()

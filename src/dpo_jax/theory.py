@@ -289,7 +289,7 @@ class UpdateConfig(NamedTuple):
 
 def _agent_objective(logits_i: Array, i: int, old_probs: Array, old: Values,
                      adv_i: Array, m_hat: Array, c: Array, gamma: float,
-                     cfg: UpdateConfig) -> Array:
+                     cfg: UpdateConfig, beta_sqrt: Array, beta_kl: Array) -> Array:
     num_agents = old_probs.shape[0]
     new_i = jax.nn.softmax(logits_i, axis=-1)
     kl = distrax.Categorical(probs=old_probs[i]).kl_divergence(
@@ -308,19 +308,25 @@ def _agent_objective(logits_i: Array, i: int, old_probs: Array, old: Values,
     surrogate = scale * jnp.sum(weights[:, None] * new_i * adv_i[i])
     kl_avg = jnp.sum(weights * kl)
     if cfg.algo == "ippo_kl":
-        return surrogate - cfg.beta_kl * kl_avg
+        return surrogate - beta_kl * kl_avg
     if cfg.algo == "dpo":
-        return (surrogate - cfg.beta_sqrt * jnp.sqrt(jnp.maximum(kl_avg, _SQRT_FLOOR))
-                - cfg.beta_kl * kl_avg)
+        return (surrogate - beta_sqrt * jnp.sqrt(jnp.maximum(kl_avg, _SQRT_FLOOR))
+                - beta_kl * kl_avg)
     raise ValueError(f"UpdateConfig.algo={cfg.algo!r} is invalid: expected 'ippo', "
                      "'ippo_kl', 'dpo' or 'dpo_theory'")
 
 
 def exact_update(old_probs: Array, game: TabularGame, gamma: float,
-                 cfg: UpdateConfig) -> Array:
+                 cfg: UpdateConfig, beta_sqrt: Array | None = None,
+                 beta_kl: Array | None = None) -> Array:
     """The new joint policy ``[N, S, A]`` after one decentralized update: every agent
     maximises its own objective (``UpdateConfig``) from ``pi_old`` with the exact
-    ``A^i_old`` and visitation, knowing nothing of the others' new policies."""
+    ``A^i_old`` and visitation, knowing nothing of the others' new policies.
+    ``beta_sqrt``, ``beta_kl`` (``[N]``, traced) override ``cfg``'s fixed values,
+    for eq. 20's adaptation across updates (``kl_avg``)."""
+    num_agents = old_probs.shape[0]
+    beta_sqrt = jnp.full((num_agents,), cfg.beta_sqrt) if beta_sqrt is None else beta_sqrt
+    beta_kl = jnp.full((num_agents,), cfg.beta_kl) if beta_kl is None else beta_kl
     old = discounted_values(old_probs, game, gamma)
     adv_i = marginalise(old.advantage, old_probs)
     _, m_hat, c = constants(old, game, gamma, old_probs.shape[0], "exact")
@@ -328,7 +334,8 @@ def exact_update(old_probs: Array, game: TabularGame, gamma: float,
     new_probs = []
     for i in range(old_probs.shape[0]):
         def loss(logits: Array, i: int = i) -> Array:
-            return -_agent_objective(logits, i, old_probs, old, adv_i, m_hat, c, gamma, cfg)
+            return -_agent_objective(logits, i, old_probs, old, adv_i, m_hat, c, gamma, cfg,
+                                     beta_sqrt[i], beta_kl[i])
 
         def step(carry: tuple, _: None, loss=loss) -> tuple[tuple, None]:
             logits, opt_state, best, best_loss = carry
@@ -353,3 +360,23 @@ def exact_update(old_probs: Array, game: TabularGame, gamma: float,
         else:
             new_probs.append(jax.nn.softmax(last, axis=-1))
     return jnp.stack(new_probs)
+
+
+def kl_avg(old_probs: Array, new_probs: Array, game: TabularGame, gamma: float) -> Array:
+    """``[N]`` eq. 19's ``D_KL^avg``: the KL averaged over the normalised discounted
+    visitation of ``pi_old``."""
+    weights = (1.0 - gamma) * discounted_values(old_probs, game, gamma).visitation
+    return kl_per_state(old_probs, new_probs) @ weights
+
+
+def optimal_return(game: TabularGame, gamma: float, num_iterations: int = 2000) -> Array:
+    """``J*``: the discounted optimum over all (centralized, joint) policies, by value
+    iteration over joint actions from 0 (error below ``gamma**num_iterations``)."""
+    def backup(value: Array, _: None) -> tuple[Array, None]:
+        q = game.rewards + gamma * jnp.einsum("sjt,t->sj", game.transitions, value,
+                                              precision=_HIGHEST)
+        return jnp.max(q, axis=1), None
+
+    value, _ = jax.lax.scan(backup, jnp.zeros(game.rewards.shape[0]), None,
+                            length=num_iterations)
+    return jnp.dot(game.start, value)

@@ -230,6 +230,14 @@ def make_networks(cfg: IDDPGConfig, spec: ContinuousActions) -> Networks:
                     optax.adam(cfg.critic_lr, eps=cfg.adam_eps))
 
 
+def empty_transition(env: MultiAgentEnv) -> Transition:
+    """An all-zero ``Transition`` of ``env``: the replay buffer's item layout."""
+    agents, spec = env.num_agents, env.action_spec
+    return Transition(jnp.zeros((agents, env.obs_dim)), jnp.zeros((agents, spec.action_dim)),
+                      jnp.zeros((agents,)), jnp.zeros((agents, env.obs_dim)),
+                      jnp.zeros((), bool))
+
+
 def replay_codec(env: MultiAgentEnv, cfg: IDDPGConfig
                  ) -> tuple[Callable[[Transition], Transition], Callable[[Transition], Transition]]:
     """``(store, load)``: what a ``Transition`` becomes in the replay buffer and back.
@@ -253,11 +261,7 @@ def replay_codec(env: MultiAgentEnv, cfg: IDDPGConfig
 
 def replay_bytes_per_transition(env: MultiAgentEnv, cfg: IDDPGConfig) -> int:
     """Bytes one stored transition takes in the replay buffer (from the shapes)."""
-    spec = env.action_spec
-    empty = Transition(jnp.zeros((env.num_agents, env.obs_dim)),
-                       jnp.zeros((env.num_agents, spec.action_dim)), jnp.zeros((env.num_agents,)),
-                       jnp.zeros((env.num_agents, env.obs_dim)), jnp.zeros((), bool))
-    stored = jax.eval_shape(replay_codec(env, cfg)[0], empty)
+    stored = jax.eval_shape(replay_codec(env, cfg)[0], empty_transition(env))
     return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(stored))
 
 
@@ -271,9 +275,7 @@ def make_train_iddpg(cfg: IDDPGConfig, env: MultiAgentEnv,
     nets = make_networks(cfg, spec)
     buffer = replay.make_item_buffer(cfg.buffer_size, cfg.batch_size)
     steps_per_update = cfg.num_envs * cfg.num_steps
-    empty = Transition(jnp.zeros((env.num_agents, env.obs_dim)),
-                       jnp.zeros((env.num_agents, spec.action_dim)), jnp.zeros((env.num_agents,)),
-                       jnp.zeros((env.num_agents, env.obs_dim)), jnp.zeros((), bool))
+    empty = empty_transition(env)
     store, load = replay_codec(env, cfg)
 
     def init_agents(key: Array) -> DDPGAgents:
