@@ -62,7 +62,7 @@ _FLOAT_FIELDS = ("clip_eps", "d_target", "delta", "omega", "init_beta_sqrt", "in
                  "gamma", "gae_lambda", "init_log_std")
 _OPTIONAL_FLOAT_FIELDS = ("value_clip", "huber_delta")
 _BOOL_FIELDS = ("scale_adv_by_num_agents", "shared_betas", "value_norm",
-                "bootstrap_truncation", "normalize_advantages", "anneal_lr",
+                "bootstrap_truncation", "normalize_advantages", "active_masks", "anneal_lr",
                 "input_layer_norm", "hidden_layer_norm", "share_params")
 _CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
     "sqrt_kl_form": ("sqrt_of_mean", "mean_of_sqrt"),
@@ -146,6 +146,11 @@ class TrainConfig:
         off) do.
       normalize_advantages: standardise advantages per agent over the minibatch
         (the MAPPO code base the paper builds on does; the paper is silent).
+      active_masks: leave dead agents' samples (SMAX; envs with
+        ``has_active_mask``) out of the policy and value losses, the advantage
+        statistics, the KL means and eq. 20's beta adaptation (MAPPO's
+        ``use_policy_active_masks`` / ``use_value_active_masks``, both on there and
+        here; the paper is silent). No effect on envs whose agents never die.
 
     Optimisation and networks
       actor_lr, critic_lr, adam_eps, max_grad_norm: Adam per agent and network,
@@ -200,6 +205,7 @@ class TrainConfig:
     huber_delta: Optional[float] = 10.0
     bootstrap_truncation: bool = True
     normalize_advantages: bool = True
+    active_masks: bool = True
 
     actor_lr: float = 5e-4
     critic_lr: float = 5e-4

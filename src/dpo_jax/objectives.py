@@ -172,17 +172,26 @@ def stack_params(params: list[ObjectiveParams]) -> ObjectiveParams:
     return jax.tree.map(lambda *xs: jnp.stack(xs), *params)
 
 
-def sqrt_kl_term(kl: Array, form: str, eps: float) -> Array:
+def masked_mean(x: Array, weights: Array | None = None) -> Array:
+    """``x.mean()``, or its mean over the samples whose ``weights`` (0/1) are 1
+    (0 when none is): the expectation over active agents' samples only."""
+    if weights is None:
+        return x.mean()
+    return jnp.sum(weights * x) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def sqrt_kl_term(kl: Array, form: str, eps: float, weights: Array | None = None) -> Array:
     """The sqrt-KL penalty of eq. 19 from per-sample KLs ``[B]``.
 
     ``form="sqrt_of_mean"``: sqrt(max(E[KL], eps)) (paper); ``"mean_of_sqrt"``:
     E[sqrt(max(KL, eps))] (reference code). See the module docstring for the floor.
+    ``weights`` restricts the expectation to active samples (``masked_mean``).
     """
     kl = jnp.maximum(kl, 0.0)
     if form == "sqrt_of_mean":
-        return jnp.sqrt(jnp.maximum(kl.mean(), eps))
+        return jnp.sqrt(jnp.maximum(masked_mean(kl, weights), eps))
     if form == "mean_of_sqrt":
-        return jnp.sqrt(jnp.maximum(kl, eps)).mean()
+        return masked_mean(jnp.sqrt(jnp.maximum(kl, eps)), weights)
     raise ValueError(f"unknown sqrt_kl_form {form!r}")
 
 
@@ -209,6 +218,7 @@ def policy_loss(
     entropy_coef: float,
     sqrt_kl_form: str = "sqrt_of_mean",
     kl_sqrt_eps: float = 1e-8,
+    weights: Array | None = None,
 ) -> tuple[Array, PolicyLossAux]:
     """One agent's policy loss (to minimise): minus eq. 19's objective, or IPPO's.
 
@@ -216,6 +226,9 @@ def policy_loss(
       log_prob, old_log_prob, advantages, kl, entropy: ``[B]`` per-sample values.
       beta_sqrt, beta_kl: the agent's current beta_1, beta_2 (scalars).
       obj: the objective-family member (scalars).
+      weights: optional ``[B]`` 0/1 active mask; every expectation (surrogate, KL,
+        sqrt-KL, entropy) is then over the active samples only (MAPPO's
+        ``use_policy_active_masks``).
 
     Returns:
       ``(loss, aux)``; ``aux.sqrt_kl`` is the penalty term ``S`` as used.
@@ -226,29 +239,30 @@ def policy_loss(
     unclipped = ratio * advantages
     clipped = jnp.clip(ratio, 1.0 - obj.clip_eps, 1.0 + obj.clip_eps) * advantages
     per_sample = jnp.where(obj.use_clip > 0, jnp.minimum(unclipped, clipped), unclipped)
-    surrogate = obj.adv_scale * per_sample.mean()
-    sqrt_kl = sqrt_kl_term(kl, sqrt_kl_form, kl_sqrt_eps)
-    kl_mean = kl.mean()
-    mean_entropy = entropy.mean()
+    surrogate = obj.adv_scale * masked_mean(per_sample, weights)
+    sqrt_kl = sqrt_kl_term(kl, sqrt_kl_form, kl_sqrt_eps, weights)
+    kl_mean = masked_mean(kl, weights)
+    mean_entropy = masked_mean(entropy, weights)
     loss = (
         -surrogate
         + obj.sqrt_on * beta_sqrt * sqrt_kl
         + obj.kl_on * beta_kl * kl_mean
         - entropy_coef * mean_entropy
     )
-    clip_frac = (jnp.abs(ratio - 1.0) > obj.clip_eps).mean()
+    clip_frac = masked_mean((jnp.abs(ratio - 1.0) > obj.clip_eps).astype(jnp.float32), weights)
     return loss, PolicyLossAux(surrogate, kl_mean, sqrt_kl, mean_entropy, clip_frac)
 
 
 def value_loss(
     values: Array, old_values: Array, targets: Array, value_clip: float | None,
-    huber_delta: float | None = None,
+    huber_delta: float | None = None, weights: Array | None = None,
 ) -> Array:
     """Clipped value loss ``E[max(l(V - y), l(V_clip - y))]`` (PPO/MAPPO).
 
     ``V_clip = V_old + clip(V - V_old, -c, c)``; ``value_clip=None`` drops the clip.
     ``l(e) = e^2 / 2``, or with ``huber_delta=d`` the Huber loss (``e^2 / 2`` for
-    ``|e| <= d``, ``d (|e| - d / 2)`` beyond; MAPPO's ``huber_loss``).
+    ``|e| <= d``, ``d (|e| - d / 2)`` beyond; MAPPO's ``huber_loss``). ``weights``
+    (0/1) averages over active samples only (MAPPO's ``use_value_active_masks``).
     """
     chex.assert_equal_shape([values, old_values, targets])
 
@@ -261,7 +275,7 @@ def value_loss(
     if value_clip is not None:
         v_clipped = old_values + jnp.clip(values - old_values, -value_clip, value_clip)
         err = jnp.maximum(err, loss(v_clipped))
-    return err.mean()
+    return masked_mean(err, weights)
 
 
 def adapt_beta(beta: Array, stat: Array, target: Array, obj: ObjectiveParams,

@@ -92,6 +92,7 @@ class Transition(NamedTuple):
     dist_params: Array
     value: Array
     step: StepRecord
+    active: Optional[Array] = None  # [E, N] bool: the agent was alive when it acted
 
 
 class Batch(NamedTuple):
@@ -107,6 +108,7 @@ class Batch(NamedTuple):
     value: Array
     advantage: Array
     target: Array
+    weight: Optional[Array] = None  # [B, N] 0/1 active mask (None: every sample counts)
 
 
 class TrainState(NamedTuple):
@@ -133,9 +135,11 @@ class TrainResult(NamedTuple):
 
 def rollout(
     env: MultiAgentEnv, agents: Agents, params: Any, env_batch: EnvBatch, key: Array,
-    num_steps: int,
+    num_steps: int, active_masks: bool = False,
 ) -> tuple[EnvBatch, Transition]:
-    """``num_steps`` steps of all envs with the current policies (``lax.scan``)."""
+    """``num_steps`` steps of all envs with the current policies (``lax.scan``);
+    with ``active_masks`` (and an env that has them) also which agents were alive."""
+    record_active = active_masks and env.has_active_mask
 
     def one_step(batch: EnvBatch, step_key: Array) -> tuple[EnvBatch, Transition]:
         act_key, env_key = jax.random.split(step_key)
@@ -143,9 +147,10 @@ def rollout(
         dist = distribution(dist_params, agents.action_spec)
         action, log_prob = dist.sample_and_log_prob(seed=act_key)
         value = agents_lib.values(agents, params, batch.obs)
+        active = jax.vmap(env.active_agents)(batch.env_state) if record_active else None
         new_batch, record = step_envs(env, batch, action, env_key)
         return new_batch, Transition(batch.obs, batch.avail, action, log_prob,
-                                     dist_params, value, record)
+                                     dist_params, value, record, active)
 
     return jax.lax.scan(one_step, env_batch, jax.random.split(key, num_steps))
 
@@ -176,15 +181,28 @@ def make_batch(
         norm = update_value_norm(norm, targets, cfg.value_norm_beta,
                                  shared=agents.share_params)
         targets = normalize(norm, targets)
+    weight = None if traj.active is None else traj.active.astype(jnp.float32)
     if cfg.normalize_advantages:
-        advantages = (advantages - advantages.mean(axes)) / (advantages.std(axes) + 1e-8)
-    flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+        advantages = standardize(advantages, weight, axes)
+    flat = lambda x: None if x is None else x.reshape((-1,) + x.shape[2:])  # noqa: E731
     batch = Batch(
         obs=flat(traj.obs), avail=flat(traj.avail), action=flat(traj.action),
         log_prob=flat(traj.log_prob), dist_params=flat(traj.dist_params),
         value=flat(traj.value), advantage=flat(advantages), target=flat(targets),
+        weight=flat(weight),
     )
     return batch, norm, explained
+
+
+def standardize(x: Array, weight: Optional[Array], axes: tuple[int, ...]) -> Array:
+    """``(x - mean) / (std + 1e-8)`` per agent over ``axes``; with ``weight`` (0/1)
+    the statistics are over the active samples only."""
+    if weight is None:
+        return (x - x.mean(axes)) / (x.std(axes) + 1e-8)
+    count = jnp.maximum(weight.sum(axes), 1.0)
+    mean = (weight * x).sum(axes) / count
+    var = (weight * (x - mean) ** 2).sum(axes) / count
+    return (x - mean) / (jnp.sqrt(var) + 1e-8)
 
 
 def agent_loss(
@@ -199,11 +217,11 @@ def agent_loss(
     pi_loss, aux = policy_loss(
         log_prob, batch.log_prob, batch.advantage, kl, dist.entropy(), beta_sqrt,
         beta_kl, obj, entropy_coef=cfg.entropy_coef, sqrt_kl_form=cfg.sqrt_kl_form,
-        kl_sqrt_eps=cfg.kl_sqrt_eps,
+        kl_sqrt_eps=cfg.kl_sqrt_eps, weights=batch.weight,
     )
     new_values = agents.critic.apply(params["critic"], batch.obs)
     v_loss = value_loss(new_values, batch.value, batch.target, cfg.value_clip,
-                        cfg.huber_delta)
+                        cfg.huber_delta, weights=batch.weight)
     return pi_loss + cfg.value_coef * v_loss, (aux, v_loss)
 
 
@@ -270,10 +288,14 @@ def update_epochs(
 
 
 def batch_kl(agents: Agents, params: Any, batch: Batch) -> tuple[Array, Array]:
-    """Mean KL(pi_old^i || pi_new^i) and mean sqrt-KL per agent over the batch."""
+    """Mean KL(pi_old^i || pi_new^i) and mean sqrt-KL per agent over the batch (over
+    each agent's active samples when the batch has an active mask)."""
     new_params = agents_lib.policy_params(agents, params, batch.obs, batch.avail)
     kl = jnp.maximum(kl_divergence(batch.dist_params, new_params, agents.action_spec), 0.0)
-    return kl.mean(0), jnp.sqrt(kl).mean(0)
+    if batch.weight is None:
+        return kl.mean(0), jnp.sqrt(kl).mean(0)
+    count = jnp.maximum(batch.weight.sum(0), 1.0)
+    return (batch.weight * kl).sum(0) / count, (batch.weight * jnp.sqrt(kl)).sum(0) / count
 
 
 def check_finite(result: TrainResult) -> TrainResult:
@@ -387,7 +409,7 @@ def make_train(
         key, rollout_key, epoch_key = jax.random.split(state.key, 3)
         params = state.agents.params
         env_batch, traj = rollout(env, agents, params, state.env_batch, rollout_key,
-                                  num_steps)
+                                  num_steps, cfg.active_masks)
         batch, value_norm, explained = make_batch(agents, params, traj, cfg,
                                                   state.value_norm)
         new_agents, stats = update_epochs(agents, state.agents, batch, state.beta_sqrt,

@@ -168,6 +168,20 @@ class MultiAgentEnv(abc.ABC):
         del action_probs
         return {}
 
+    @property
+    def has_active_mask(self) -> bool:
+        """Whether agents can be inactive (dead) inside an episode; see
+        ``active_agents``. False by default: every agent always acts."""
+        return False
+
+    def active_agents(self, state: Any) -> Array:
+        """``[N]`` bool: the agents alive in ``state``, whose action matters. Dead
+        agents' samples are left out of the losses, the KL means and the beta
+        adaptation when ``TrainConfig.active_masks`` is on (MAPPO's active masks).
+        All True by default."""
+        del state
+        return jnp.ones((self.num_agents,), bool)
+
     def observation_codec(self) -> Optional[ObsCodec]:
         """A lossless compact form of the observations (``ObsCodec``), or ``None``
         (the default) when there is nothing to share between agents' rows."""

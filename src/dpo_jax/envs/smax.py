@@ -79,6 +79,14 @@ class SMAXAdapter(JaxMARLAdapter):
         self.num_allies = env.num_allies
         self.num_enemies = env.num_enemies
 
+    @property
+    def has_active_mask(self) -> bool:
+        return True
+
+    def active_agents(self, state: AdapterState) -> Array:
+        """The allies alive in ``state`` (a dead unit's only action is a no-op)."""
+        return state.env_state.state.unit_alive[: self.num_allies]
+
     def reset(self, key: Array) -> EnvStep:
         return super().reset(key)._replace(info={"won": jnp.zeros((), jnp.float32)})
 
