@@ -52,6 +52,37 @@ def run_iql(args, env, j_star, out_dir):
     return run.metrics["env_steps"][0], run.metrics["greedy_return"] / j_star
 
 
+DELTA_OMEGA = ((1.5, 2.0), (1.5, 4.0), (1.5, 6.0), (1.1, 2.0), (3.0, 2.0), (3.0, 6.0),
+               (1.1, 6.0))
+"""The seven (delta, omega) pairs of the paper's Fig. 9 (Appendix C)."""
+
+
+def delta_omega_grid(args: argparse.Namespace, env, base, j_star: float,
+                     out_dir: pathlib.Path) -> None:
+    """Fig. 9: DPO with each (delta, omega) pair x ``args.seeds``, one compile."""
+    names = [f"delta={d:g}, omega={w:g}" for d, w in DELTA_OMEGA]
+    print(f"\n== DPO, (delta, omega) in {DELTA_OMEGA} x {args.seeds} seeds, one compile ==")
+    params = {nm: dpo_jax.objective_params(base, env.num_agents, algo="dpo", delta=d,
+                                           omega=w)
+              for nm, (d, w) in zip(names, DELTA_OMEGA)}
+    run, by_pair = experiments.run_sweep(base, env, params, args.seeds, args.seed,
+                                         args.print_every)
+    steps = run.metrics["env_steps"][0]
+    experiments.save_metrics(out_dir, "delta_omega", run.metrics,
+                             {"runs": [nm for nm in names for _ in range(args.seeds)],
+                              "J_star": j_star, "config": base.__dict__,
+                              "compile_s": run.compile_s, "run_s": run.run_s})
+    experiments.plot_curves(
+        out_dir / "delta_omega.png",
+        {nm: (steps, m["optimality_ratio"]) for nm, m in by_pair.items()},
+        title="DPO: influence of (delta, omega) (Fig. 9)", ylabel="J(pi) / J*",
+        hlines={"global optimum": 1.0})
+    print(f"compile {run.compile_s:.1f} s, run {run.run_s:.1f} s; final J(pi)/J*:")
+    for nm, m in by_pair.items():
+        mean, ci = experiments.summarize_final(m["optimality_ratio"])
+        print(f"  {nm:<22} {mean:.3f} +- {ci:.3f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--game", choices=("small", "paper"), default="small")
@@ -64,6 +95,8 @@ def main() -> None:
     p.add_argument("--skip-sweep", action="store_true", help="only the algorithm comparison")
     p.add_argument("--quick", action="store_true", help="2 seeds, 15k steps")
     p.add_argument("--no-iql", action="store_true", help="leave IQL out of the comparison")
+    p.add_argument("--delta-omega-grid", action="store_true",
+                   help="only Fig. 9: DPO with the paper's seven (delta, omega) pairs")
     args = p.parse_args()
     if args.quick:
         args.seeds, args.total_timesteps = 2, 15_000
@@ -76,6 +109,9 @@ def main() -> None:
     n = env.num_agents
     print(f"device: {jax.devices()[0].device_kind}; env: {env}; J* = {j_star:.3f}")
     out_dir = pathlib.Path(args.out)
+    if args.delta_omega_grid:
+        delta_omega_grid(args, env, base, j_star, out_dir)
+        return
 
     # 1. algorithm comparison (Fig. 1a / 8)
     print(f"\n== {', '.join(LABELS[a] for a in ALGOS)} x {args.seeds} seeds, one compile ==")
