@@ -11,12 +11,13 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import Any, Mapping, NamedTuple, Optional, TextIO
+from typing import Any, Mapping, NamedTuple, Optional, Sequence, TextIO
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dpo_jax import sharding
 from dpo_jax.baselines import BaselineResult
 from dpo_jax.config import TrainConfig
 from dpo_jax.envs.base import MultiAgentEnv, validate_env
@@ -134,10 +135,16 @@ def run(
     obj: Optional[ObjectiveParams] = None,
     progress: bool | int = True,
     stream: TextIO = sys.stdout,
+    devices: Optional[Sequence[jax.Device]] = None,
 ) -> RunOutput:
     """Train ``len(keys)`` runs as one compiled ``vmap`` (seeds, and sweeps via ``obj``
     with a matching leading axis). ``progress``: False, True (every update) or a
     print interval in updates. Compile and run times are measured separately.
+
+    ``devices`` (default: every local device) share the runs: the run axis is
+    sharded over them (``dpo_jax.sharding``); the same keys give the same metrics
+    on any number of devices. A run count that does not divide is padded (with a
+    warning) and the padding dropped.
 
     ``cfg`` selects the trainer as ``make_train`` does: the policy-gradient family,
     or IQL / IDDPG (``IQLConfig``, ``IDDPGConfig`` or ``TrainConfig(algo="iql" |
@@ -162,25 +169,30 @@ def run(
     if isinstance(cfg, TrainConfig):
         check_memory(cfg, env, rollout_length(cfg, env), num_runs)
     n_updates = num_updates(cfg, env)
-    printer = None
-    if progress:
-        every = 1 if progress is True else int(progress)
-        printer = ProgressPrinter(num_runs, n_updates, every, stream)
-    train = make_train(cfg, env, progress=printer)
+    devices = sharding.resolve_devices(devices)
     obj_axis = None if obj is None else 0
     if env_is_pytree(env):
         # large tables travel as an argument, not a closure: see make_train
+        args, run_args = (keys, obj, env), (True, True, False)
+    else:
+        args, run_args = (keys, obj), (True, True)
+    args, padded = sharding.place_runs(args, run_args, num_runs, devices)
+    printer = None
+    if progress:
+        every = 1 if progress is True else int(progress)
+        printer = ProgressPrinter(padded, n_updates, every, stream)
+    train = make_train(cfg, env, progress=printer)
+    if env_is_pytree(env):
         vmapped = jax.vmap(train, in_axes=(0, obj_axis, None))
-        args = (keys, obj, env)
     else:
         vmapped = jax.vmap(lambda k, o: train(k, o), in_axes=(0, obj_axis))
-        args = (keys, obj)
     t0 = time.perf_counter()
     compiled = jax.jit(vmapped).lower(*args).compile()
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     result: TrainResult = jax.block_until_ready(compiled(*args))
     run_s = time.perf_counter() - t0
+    result = sharding.drop_padding(result, num_runs)
     if cfg.nan_policy == "raise":
         check_finite(result)
     metrics = jax.tree.map(np.asarray, result.metrics)
