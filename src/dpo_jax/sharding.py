@@ -6,9 +6,11 @@ its runs on a one-axis mesh (``"runs"``) with ``NamedSharding``; the compiled
 ``vmap`` over runs is then partitioned by XLA's SPMD partitioner, each device
 training its share of runs with no communication (runs are independent).
 Environments that travel as arguments (the stochastic game's tables) are
-replicated. Each run's computation is the same whatever the device count, so the
-same keys give the same metrics on 1, 2 or 4 devices (tested with forced CPU
-devices, ``tests/test_sharding.py``).
+replicated. Each run computes the same thing whatever the device count, up to
+float rounding: a device's batch of runs has another shape, so its matmuls may sum in
+another order (last-bit differences, which training amplifies over many updates;
+``benchmarks/scaling.py`` measures them, ``tests/test_sharding.py`` checks the first
+updates on forced CPU devices).
 
 A run count that does not divide over the devices is padded with copies of the
 last run, which are dropped from the results (a warning says so).

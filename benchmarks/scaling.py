@@ -1,0 +1,106 @@
+"""Env steps/s and wall time of one fixed sweep on 1, 2 and 4 devices (run axis sharded).
+
+    python benchmarks/scaling.py                          # forced CPU devices
+    python benchmarks/scaling.py --devices 1 2 4 --runs 8 --total-timesteps 100000
+
+Each device count runs in its own process. On a CPU the devices are forced with
+``--xla_force_host_platform_device_count`` and share the machine's cores, so the
+table shows correctness and overhead, not speed-up; on a machine with several
+accelerators pass ``--no-force`` and it measures them. Every row trains the same
+sweep (DPO and IPPO x ``--runs / 2`` seeds on ``--env``) and reports compile time,
+run time, env steps/s and the loss's difference from the first row: at the first
+update, at most over the run, and the first update where it exceeds 1e-5 (each
+device's batch of runs has another shape, so its matmuls sum in another order;
+training amplifies those last-bit differences over the updates).
+Writes ``benchmarks/results/scaling_<platform>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+
+WORKER = r"""
+import json, os, sys
+n = int(sys.argv[1])
+if sys.argv[2] == "force":
+    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n}"
+import jax, numpy as np
+import dpo_jax
+from dpo_jax import experiments
+cfg = dpo_jax.TrainConfig(num_envs=int(sys.argv[4]), num_steps=25,
+                          total_timesteps=int(sys.argv[5]), num_epochs=4, num_minibatches=4,
+                          hidden_size=64)
+env = dpo_jax.make_env(sys.argv[3])
+runs = int(sys.argv[6])
+obj = dpo_jax.stack_params([dpo_jax.objective_params(cfg, env.num_agents, algo=a)
+                            for a in ("dpo", "ippo") for _ in range(runs // 2)])
+keys = experiments.stack_keys(0, runs)
+out = experiments.run(cfg, env, keys, obj=obj, progress=False, devices=jax.devices()[:n])
+np.save(sys.argv[7], np.asarray(out.metrics["loss"], np.float64))
+print(json.dumps({"devices": n, "platform": jax.devices()[0].platform,
+                  "compile_s": out.compile_s, "run_s": out.run_s,
+                  "env_steps_per_s": out.env_steps_per_s}))
+"""
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--runs", type=int, default=8, help="runs in the sweep (even)")
+    p.add_argument("--env", default="mpe_spread")
+    p.add_argument("--num-envs", type=int, default=16)
+    p.add_argument("--total-timesteps", type=int, default=16 * 25 * 40)
+    p.add_argument("--no-force", action="store_true", help="use the real devices")
+    p.add_argument("--out-dir", default="benchmarks/results")
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    rows, losses = [], {}
+    for n in args.devices:
+        path = f"/tmp/dpo_jax_scaling_{os.getpid()}_{n}.npy"
+        cmd = [sys.executable, "-c", WORKER, str(n), "real" if args.no_force else "force",
+               args.env, str(args.num_envs), str(args.total_timesteps), str(args.runs), path]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode:
+            raise SystemExit(f"{n} devices failed:\n{done.stderr[-3000:]}")
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        import numpy as np
+
+        losses[n] = np.load(path)
+        os.remove(path)
+        per_update = np.max(np.abs(losses[n] - losses[args.devices[0]]),
+                            axis=tuple(i for i in range(losses[n].ndim) if i != 1))
+        row["max_abs_loss_diff_vs_first"] = float(per_update.max())
+        row["max_abs_loss_diff_first_update"] = float(per_update[0])
+        above = np.flatnonzero(per_update > 1e-5)
+        row["first_update_above_1e-5"] = int(above[0]) if above.size else None
+        rows.append(row)
+    print(f"{args.runs} runs (DPO, IPPO) on {args.env}, {args.num_envs} envs x 25 steps, "
+          f"{args.total_timesteps:,} steps per run; {platform.machine()}, "
+          f"{os.cpu_count()} cores")
+    print(f"{'devices':>8}{'compile s':>11}{'run s':>9}{'env steps/s':>14}"
+          f"{'|dloss| update 0':>18}{'max |dloss|':>13}{'first > 1e-5':>14}")
+    for r in rows:
+        print(f"{r['devices']:>8}{r['compile_s']:>11.1f}{r['run_s']:>9.1f}"
+              f"{r['env_steps_per_s']:>14,.0f}{r['max_abs_loss_diff_first_update']:>18.2e}"
+              f"{r['max_abs_loss_diff_vs_first']:>13.2e}{str(r['first_update_above_1e-5']):>14}")
+    out = pathlib.Path(args.out_dir) / f"scaling_{rows[0]['platform']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "command": "python benchmarks/scaling.py " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                   f"{'real' if args.no_force else 'forced CPU'} devices",
+        "rows": rows}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
