@@ -67,6 +67,9 @@ def make_config(algo, args):
     batch = dict(PAPER_BATCH if args.paper else CPU_BATCH)
     if args.num_envs is not None:
         batch["num_envs"] = args.num_envs
+    if algo in dpo_jax.BASELINE_ALGORITHMS:  # only the fields a baseline uses
+        return dpo_jax.TrainConfig(algo=algo, total_timesteps=args.total_timesteps,
+                                   num_envs=batch["num_envs"])
     return dpo_jax.TrainConfig(algo=algo, d_target=args.d_target,
                                total_timesteps=args.total_timesteps, **batch)
 

@@ -69,7 +69,9 @@ def parse_args() -> argparse.Namespace:
 def run_iql(cfg, env, seeds, seed, print_every, out_dir):
     """IQL (``TrainConfig(algo="iql")``, PyMARL defaults) x ``seeds`` in its own compile;
     writes ``iql.json/csv`` and returns the run."""
-    run = experiments.run(cfg.replace(algo="iql"), env, experiments.stack_keys(seed, seeds),
+    iql = dpo_jax.TrainConfig(algo="iql", total_timesteps=cfg.total_timesteps,
+                              num_envs=cfg.num_envs)  # only the fields IQL uses
+    run = experiments.run(iql, env, experiments.stack_keys(seed, seeds),
                           progress=print_every)
     experiments.save_metrics(out_dir, "iql", run.metrics,
                              {"env": env.name, "runs": ["iql"] * seeds,
