@@ -172,12 +172,13 @@ def stack_params(params: list[ObjectiveParams]) -> ObjectiveParams:
     return jax.tree.map(lambda *xs: jnp.stack(xs), *params)
 
 
-def masked_mean(x: Array, weights: Array | None = None) -> Array:
-    """``x.mean()``, or its mean over the samples whose ``weights`` (0/1) are 1
+def masked_mean(x: Array, weights: Array | None = None,
+                axis: int | tuple[int, ...] | None = None) -> Array:
+    """``x.mean(axis)``, or its mean over the samples whose ``weights`` (0/1) are 1
     (0 when none is): the expectation over active agents' samples only."""
     if weights is None:
-        return x.mean()
-    return jnp.sum(weights * x) / jnp.maximum(jnp.sum(weights), 1.0)
+        return x.mean(axis)
+    return jnp.sum(weights * x, axis) / jnp.maximum(jnp.sum(weights, axis), 1.0)
 
 
 def sqrt_kl_term(kl: Array, form: str, eps: float, weights: Array | None = None) -> Array:

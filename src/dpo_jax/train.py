@@ -51,6 +51,7 @@ from dpo_jax.objectives import (
     ObjectiveParams,
     PolicyLossAux,
     adapt_betas,
+    masked_mean,
     objective_params,
     objective_params_ok,
     policy_loss,
@@ -199,9 +200,8 @@ def standardize(x: Array, weight: Optional[Array], axes: tuple[int, ...]) -> Arr
     the statistics are over the active samples only."""
     if weight is None:
         return (x - x.mean(axes)) / (x.std(axes) + 1e-8)
-    count = jnp.maximum(weight.sum(axes), 1.0)
-    mean = (weight * x).sum(axes) / count
-    var = (weight * (x - mean) ** 2).sum(axes) / count
+    mean = masked_mean(x, weight, axes)
+    var = masked_mean((x - mean) ** 2, weight, axes)
     return (x - mean) / (jnp.sqrt(var) + 1e-8)
 
 
@@ -292,10 +292,7 @@ def batch_kl(agents: Agents, params: Any, batch: Batch) -> tuple[Array, Array]:
     each agent's active samples when the batch has an active mask)."""
     new_params = agents_lib.policy_params(agents, params, batch.obs, batch.avail)
     kl = jnp.maximum(kl_divergence(batch.dist_params, new_params, agents.action_spec), 0.0)
-    if batch.weight is None:
-        return kl.mean(0), jnp.sqrt(kl).mean(0)
-    count = jnp.maximum(batch.weight.sum(0), 1.0)
-    return (batch.weight * kl).sum(0) / count, (batch.weight * jnp.sqrt(kl)).sum(0) / count
+    return masked_mean(kl, batch.weight, 0), masked_mean(jnp.sqrt(kl), batch.weight, 0)
 
 
 def check_finite(result: TrainResult) -> TrainResult:
