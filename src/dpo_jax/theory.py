@@ -41,6 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dpo_jax.envs.stochastic_game import joint_policy
+
 Array = jax.Array
 Constants = Literal["exact", "paper"]
 _HIGHEST = jax.lax.Precision.HIGHEST
@@ -73,15 +75,6 @@ def game_from_env(env) -> TabularGame:
     """The ``TabularGame`` of a ``StochasticGame`` (start: its state 0)."""
     start = jax.nn.one_hot(0, env.num_states)
     return TabularGame(env.tables.rewards, env.tables.transitions, start)
-
-
-def joint_policy(probs: Array) -> Array:
-    """``[N, S, A]`` -> ``[S, A**N]``, ``pi(joint | s) = prod_i probs[i, s, a_i]``."""
-    num_agents, num_states, _ = probs.shape
-    joint = probs[0]
-    for agent in range(1, num_agents):
-        joint = (joint[:, :, None] * probs[agent][:, None, :]).reshape(num_states, -1)
-    return joint
 
 
 def _check(probs: Array, game: TabularGame) -> None:
