@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dpo_jax.config import is_int
+
 Array = jax.Array
 
 
@@ -205,9 +207,12 @@ class MultiAgentEnv(abc.ABC):
         )
 
 
+JAXMARL_ENV_ATTRIBUTES = ("agents", "reset", "step_env", "observation_space", "action_space")
+"""What the JaxMARL adapter uses of a JaxMARL ``MultiAgentEnv``."""
+
+
 def _looks_like_jaxmarl(env: object) -> bool:
-    return all(hasattr(env, a) for a in ("agents", "step_env", "observation_space",
-                                          "action_space"))
+    return all(hasattr(env, a) for a in JAXMARL_ENV_ATTRIBUTES)
 
 
 def validate_env(env: object, where: str = "make_train") -> MultiAgentEnv:
@@ -217,7 +222,7 @@ def validate_env(env: object, where: str = "make_train") -> MultiAgentEnv:
     if isinstance(env, MultiAgentEnv):
         for field in ("num_agents", "obs_dim", "max_steps"):
             value = getattr(env, field, None)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"{where}: env {type(env).__name__}.{field}={value!r} is "
                                  "invalid: expected a positive int")
         spec = getattr(env, "action_spec", None)

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from dpo_jax.envs.base import (
+    JAXMARL_ENV_ATTRIBUTES,
     ContinuousActions,
     DiscreteActions,
     EnvStep,
@@ -89,8 +90,7 @@ class JaxMARLAdapter(MultiAgentEnv):
         info_keys: Sequence[str] = (),
         team_reward: bool = False,
     ) -> None:
-        missing = [a for a in ("agents", "step_env", "reset", "observation_space",
-                               "action_space") if not hasattr(env, a)]
+        missing = [a for a in JAXMARL_ENV_ATTRIBUTES if not hasattr(env, a)]
         if missing:
             raise ValueError(
                 f"JaxMARLAdapter: env ({type(env).__name__}) is not a JaxMARL "

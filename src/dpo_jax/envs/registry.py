@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import math
-import numbers
 from typing import Any, Callable
 
+from dpo_jax.config import is_int, is_real
 from dpo_jax.envs.base import MultiAgentEnv
 
 EnvFactory = Callable[..., MultiAgentEnv]
@@ -67,11 +66,10 @@ def _check_type(name: str, key: str, value: Any, param: inspect.Parameter) -> No
         if not isinstance(value, bool):
             fail("True or False")
     elif isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if not is_int(value):
             fail("an int")
     elif isinstance(default, float):
-        if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                or not math.isfinite(value)):
+        if not is_real(value):
             fail("a finite real number")
     elif isinstance(default, str) and not isinstance(value, str):
         fail("a string")
