@@ -23,6 +23,7 @@ import dpo_jax
 from dpo_jax.baselines import replay
 from dpo_jax.baselines.iddpg import empty_transition, replay_codec
 from dpo_jax.envs.mamujoco_robots import PAPER_TASKS
+from dpo_jax.memory import proc_kib
 
 TASKS = sorted(f"mamujoco_{robot}_{partition}" for robot, partition in PAPER_TASKS.values())
 
@@ -37,14 +38,7 @@ def parse_args() -> argparse.Namespace:
 
 def rss_bytes() -> int:
     """Resident memory of this process (0 where /proc is missing)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return (proc_kib("/proc/self/status", "VmRSS") or 0) * 1024
 
 
 def measure(env: dpo_jax.MultiAgentEnv, buffer_size: int, compact: bool) -> dict:

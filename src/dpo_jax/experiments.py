@@ -171,8 +171,9 @@ def run(
     n_updates = num_updates(cfg, env)
     devices = sharding.resolve_devices(devices)
     obj_axis = None if obj is None else 0
-    if env_is_pytree(env):
-        # large tables travel as an argument, not a closure: see make_train
+    # large tables travel as an argument, not a closure: see make_train
+    env_as_arg = env_is_pytree(env)
+    if env_as_arg:
         args, run_args = (keys, obj, env), (True, True, False)
     else:
         args, run_args = (keys, obj), (True, True)
@@ -182,7 +183,7 @@ def run(
         every = 1 if progress is True else int(progress)
         printer = ProgressPrinter(padded, n_updates, every, stream)
     train = make_train(cfg, env, progress=printer)
-    if env_is_pytree(env):
+    if env_as_arg:
         vmapped = jax.vmap(train, in_axes=(0, obj_axis, None))
     else:
         vmapped = jax.vmap(lambda k, o: train(k, o), in_axes=(0, obj_axis))

@@ -64,6 +64,19 @@ def estimate_train_bytes(cfg: TrainConfig, env: MultiAgentEnv, num_steps: int,
     return int(_CALIBRATION * num_runs * (batch + envs + activations))
 
 
+def proc_kib(path: str, field: str) -> Optional[int]:
+    """The ``field: N kB`` value of a ``/proc`` status file (``/proc/meminfo``,
+    ``/proc/self/status``), ``None`` where it cannot be read."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def available_bytes(device: Optional[jax.Device] = None) -> Optional[int]:
     """Memory the default device can use: the accelerator's limit, or the host's
     available RAM on CPU; ``None`` when it cannot be read."""
@@ -72,13 +85,9 @@ def available_bytes(device: Optional[jax.Device] = None) -> Optional[int]:
         stats = device.memory_stats() or {}
         limit = stats.get("bytes_limit")
         return int(limit) if limit else None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    available = proc_kib("/proc/meminfo", "MemAvailable")
+    if available is not None:
+        return available * 1024
     try:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
