@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import pathlib
 import time
 
@@ -92,6 +91,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 seed, 3 updates of 4 envs x 32 steps, episodes of 32; "
                         "IDDPG with 64 warm-up steps, a 384-transition buffer, batches of 32")
+    experiments.add_device_args(p)
     args = p.parse_args(argv)
     for name, value in (QUICK if args.quick else DEFAULTS).items():
         if getattr(args, name) is None:
@@ -161,7 +161,7 @@ def main() -> None:
         print("compiling (MJX compiles take minutes on a CPU) ...", flush=True)
         params = {a: dpo_jax.objective_params(cfg, env.num_agents, algo=a) for a in pg_algos}
         run, by_algo = experiments.run_sweep(cfg, env, params, args.seeds, args.seed,
-                                             args.print_every)
+                                             args.print_every, shard=args.shard)
         print(f"compile {run.compile_s:.1f} s, train {run.run_s:.1f} s "
               f"({run.env_steps_per_s:,.0f} env steps/s over all runs)")
         for a, m in by_algo.items():
@@ -205,10 +205,9 @@ def main() -> None:
     compile_s = sum(t["compile_s"] for t in timing.values())
     run_s = sum(t["run_s"] for t in timing.values())
     env_steps = max(f["env_steps"] for f in finals.values())
-    (out_dir / "summary.json").write_text(json.dumps(
-        {"task": args.task, "seeds": args.seeds, "env_steps": env_steps,
-         "final": finals, "compile_s": compile_s, "run_s": run_s, "timing": timing},
-        indent=2))
+    experiments.save_json(out_dir / "summary.json", {
+        "task": args.task, "seeds": args.seeds, "env_steps": env_steps,
+        "final": finals, "compile_s": compile_s, "run_s": run_s, "timing": timing})
 
     print(f"\nfinal ({args.seeds} seeds x {env_steps:,} env steps; mean over the last "
           f"10% of updates, 95% CI over seeds), {time.perf_counter() - t0:.0f} s in all:")

@@ -23,7 +23,6 @@ with several algorithms), ``learning_curve.png`` and ``summary.json`` to ``--out
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import time
 
@@ -52,7 +51,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--d-target", type=float, default=dpo_jax.PAPER_D_TARGET["mpe"])
     p.add_argument("--out", type=experiments.out_dir_arg, default="runs/mpe_spread", help="output folder")
     p.add_argument("--print-every", type=int, default=10, help="updates between lines")
-    return p.parse_args()
+    experiments.add_device_args(p)
+    args = p.parse_args()
+    return args
 
 
 LABELS = {"dpo": "DPO", "ippo": "IPPO", "ippo_kl": "IPPO-KL", "dpo_no_sqrt": "DPO w/o sqrt",
@@ -87,7 +88,7 @@ def train_algo(algo, args, env, random_return):
           f"batch: {cfg.num_envs} envs x {steps} steps  {detail}")
     print("compiling ...", flush=True)
     out = experiments.run(cfg, env, experiments.stack_keys(args.seed, args.seeds),
-                          progress=args.print_every)
+                          progress=args.print_every, shard=args.shard)
     metrics = out.metrics
     final_mean, final_ci = experiments.summarize_final(metrics["episode_return"])
     meta = {
@@ -156,8 +157,8 @@ def main() -> None:
     keys = ("env", "algo", "seeds", "random_policy_return", "final_return_mean",
             "final_return_ci95", "compile_s", "run_s", "env_steps_per_s")
     summary = [{k: meta[k] for k in keys} for meta in summaries.values()]
-    (out_dir / "summary.json").write_text(json.dumps(
-        summary[0] if len(summary) == 1 else summary, indent=2))
+    experiments.save_json(out_dir / "summary.json",
+                          summary[0] if len(summary) == 1 else summary)
 
     print("\nsummary")
     print("\n".join(report))

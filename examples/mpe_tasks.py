@@ -22,7 +22,6 @@ policy acting greedily (most probable action).
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import time
 
@@ -31,7 +30,7 @@ import jax.numpy as jnp
 
 import dpo_jax
 from dpo_jax import agents as agents_lib
-from dpo_jax import experiments, render
+from dpo_jax import experiments, render, sharding
 
 TASKS = ("mpe_navigation", "mpe_line", "mpe_circle")
 TITLES = {"mpe_navigation": "simple spread", "mpe_line": "line control",
@@ -57,6 +56,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--print-every", type=int, default=20, help="updates between lines")
     p.add_argument("--quick", action="store_true",
                    help="CPU-minutes run: defaults become 2 seeds, 40k steps, 32 envs")
+    experiments.add_device_args(p)
     args = p.parse_args()
     for name, value in (QUICK if args.quick else FULL).items():
         if getattr(args, name) is None:
@@ -87,9 +87,11 @@ def render_policy(cfg, env, params, path, key):
         return jnp.argmax(agents_lib.policy_params(agents, params, obs, avail), axis=-1)
 
     states, rewards = render.collect_episode(env, key, act)
-    files = render.save_episode(
-        env, states, path,
-        title=f"{TITLES[env.name]}: trained DPO (greedy), return {rewards[:, 0].sum():.2f}")
+    files = []
+    if sharding.is_main_process():  # a multi-host run draws once
+        files = render.save_episode(
+            env, states, path,
+            title=f"{TITLES[env.name]}: trained DPO (greedy), return {rewards[:, 0].sum():.2f}")
     return files, float(rewards[:, 0].sum())
 
 
@@ -110,7 +112,7 @@ def run_task(task, args):
     pg_algos = [a for a in args.algos if a != "iql"]
     params = {a: dpo_jax.objective_params(cfg, env.num_agents, algo=a) for a in pg_algos}
     run, by_algo = experiments.run_sweep(cfg, env, params, args.seeds, args.seed,
-                                         args.print_every)
+                                         args.print_every, shard=args.shard)
     print(f"compile {run.compile_s:.1f} s, train {run.run_s:.1f} s "
           f"({run.env_steps_per_s:,.0f} env steps/s over all runs)")
     steps = run.metrics["env_steps"][0]
@@ -143,10 +145,10 @@ def run_task(task, args):
     render_files, demo_return = render_policy(cfg, env, params, out_dir / f"{shown}_policy",
                                               jax.random.key(args.seed + 2))
     files += render_files
-    (out_dir / "summary.json").write_text(json.dumps(
-        {"env": env.name, "random_policy_return": random_return, "final": finals,
-         "rendered_run": shown, "rendered_return": demo_return,
-         "compile_s": run.compile_s, "run_s": run.run_s}, indent=2))
+    experiments.save_json(out_dir / "summary.json", {
+        "env": env.name, "random_policy_return": random_return, "final": finals,
+        "rendered_run": shown, "rendered_return": demo_return,
+        "compile_s": run.compile_s, "run_s": run.run_s})
     print("final (mean over the last 10% of updates, 95% CI over seeds):")
     for a, f in finals.items():
         print(f"  {LABELS[a]:<24} return {f['return']:8.3f} +- {f['return_ci95']:.3f}   "

@@ -17,7 +17,6 @@ over seeds; the uniformly random policy dashed) and ``summary.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import time
 
@@ -48,6 +47,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--print-every", type=int, default=5, help="updates between lines")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: 2 seeds, {QUICK_UPDATES} updates of {QUICK_ENVS} envs")
+    experiments.add_device_args(p)
     args = p.parse_args()
     limit = SMAX_MAPS[args.map_name].limit
     quick = {"seeds": 2, "num_envs": QUICK_ENVS,
@@ -80,7 +80,7 @@ def main() -> None:
     print("compiling ...", flush=True)
     params = {a: dpo_jax.objective_params(cfg, env.num_agents, algo=a) for a in args.algos}
     run, by_algo = experiments.run_sweep(cfg, env, params, args.seeds, args.seed,
-                                         args.print_every)
+                                         args.print_every, shard=args.shard)
     print(f"compile {run.compile_s:.1f} s, train {run.run_s:.1f} s "
           f"({run.env_steps_per_s:,.0f} env steps/s over all runs)")
 
@@ -105,10 +105,10 @@ def main() -> None:
             {LABELS[a]: (steps, m[key]) for a, m in by_algo.items()},
             title=title, ylabel=ylabel,
             hlines={"uniform random policy": random[key]}))
-    (out_dir / "summary.json").write_text(json.dumps(
-        {"map": args.map_name, "seeds": args.seeds, "env_steps": int(steps[-1]),
-         "random_policy": random, "final": finals, "compile_s": run.compile_s,
-         "run_s": run.run_s}, indent=2))
+    experiments.save_json(out_dir / "summary.json", {
+        "map": args.map_name, "seeds": args.seeds, "env_steps": int(steps[-1]),
+        "random_policy": random, "final": finals, "compile_s": run.compile_s,
+        "run_s": run.run_s})
 
     print(f"\nfinal ({args.seeds} seeds x {int(steps[-1]):,} env steps; mean over the last "
           f"10% of updates, 95% CI over seeds), {time.perf_counter() - t0:.0f} s in all:")

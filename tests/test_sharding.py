@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
+
 SCRIPT = textwrap.dedent("""
     import json, os, warnings
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
@@ -61,3 +63,171 @@ def test_run_axis_sharding_matches_one_device():
     padded = report["pytree"]  # 3 runs on 2 devices: padded to 4, the copy dropped
     assert padded["padded_shape"][0] == 3 and padded["padded_diff"] <= 1e-5, padded
     assert padded["warned"], padded
+
+
+ENV_AXIS_SCRIPT = textwrap.dedent("""
+    import json, os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    import jax, numpy as np
+    import dpo_jax
+    from dpo_jax import experiments, sharding
+
+    env = dpo_jax.make_env("mpe_spread", num_agents=3)
+    keys = experiments.stack_keys(0, 2)
+    report = {}
+    for share in (False, True):
+        cfg = dpo_jax.TrainConfig(num_envs=8, num_steps=8, total_timesteps=8 * 8 * 3,
+                                  num_epochs=2, num_minibatches=2, hidden_size=8,
+                                  share_params=share)
+        outs = {n: experiments.run(cfg, env, keys, progress=False, shard="envs",
+                                   devices=jax.devices()[:n]) for n in (1, 4)}
+        rel = {k: [float(np.max(np.abs(outs[4].metrics[k] - outs[1].metrics[k]))),
+                   float(np.max(np.abs(outs[1].metrics[k])))]
+               for k in ("loss", "kl", "beta_kl", "step_reward", "grad_norm",
+                         "explained_variance")}
+        # the program really is data-parallel: the env batch lives on 4 devices and
+        # the minibatch gradients are joined by all-reduces
+        constrain = sharding.env_constraint(jax.devices())
+        train = dpo_jax.make_train(cfg, env, env_constraint=constrain)
+        hlo = jax.jit(train).lower(keys[0]).compile().as_text()
+        report[str(share)] = {"diff_and_scale": rel, "all_reduces": hlo.count("all-reduce(")}
+    try:
+        experiments.run(dpo_jax.TrainConfig(num_envs=6, num_steps=8,
+                                            total_timesteps=6 * 8), env, keys,
+                        progress=False, shard="envs")
+        report["error"] = None
+    except ValueError as err:
+        report["error"] = str(err)
+    print(json.dumps(report))
+""")
+
+
+def test_env_axis_sharding_matches_one_device():
+    """``shard="envs"`` on 4 forced CPU devices gives the one-device run with the
+    same ``num_envs`` (shared and independent parameters), compiles to a program
+    with gradient all-reduces, and names ``num_envs`` when it does not divide."""
+    out = subprocess.run([sys.executable, "-c", ENV_AXIS_SCRIPT], capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    for share in ("False", "True"):
+        r = report[share]
+        assert r["all_reduces"] > 0, r
+        for k, (diff, scale) in r["diff_and_scale"].items():
+            assert diff <= 1e-5 + 1e-4 * scale, (share, k, diff, scale)
+    assert "num_envs = 6 over 4 devices" in report["error"], report["error"]
+
+
+MULTI_PROCESS_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    pid, out_dir = int(sys.argv[1]), sys.argv[2]
+    import jax, numpy as np
+    import dpo_jax  # joins the run: the DPO_JAX_* variables are set
+    from dpo_jax import experiments
+
+    assert jax.process_count() == 2 and len(jax.devices()) == 4, jax.devices()
+    env = dpo_jax.make_env("stochastic_game_small", num_states=4)
+    cfg = dpo_jax.TrainConfig(num_envs=4, num_steps=8, total_timesteps=4 * 8 * 3,
+                              num_epochs=2, hidden_size=8)
+    obj = dpo_jax.stack_params([dpo_jax.objective_params(cfg, env.num_agents, algo=a)
+                                for a in ("dpo", "ippo", "dpo")])
+    runs = experiments.run(cfg, env, experiments.stack_keys(0, 3), obj=obj,
+                           progress=False)  # 3 runs padded to 4 over both hosts
+    envs = experiments.run(cfg, env, experiments.stack_keys(0, 1), progress=False,
+                           shard="envs")
+    experiments.save_metrics(out_dir, "runs", runs.metrics, {"process": pid})
+    experiments.save_metrics(out_dir, "envs", envs.metrics, {"process": pid})
+""")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one(tmp_path):
+    """Two ``jax.distributed`` processes on localhost (2 CPU devices each, gloo
+    collectives) give the single-process metrics, in both shard modes; each
+    process gets all the results and only process 0 writes them."""
+    import dpo_jax
+    from dpo_jax import experiments
+
+    import os
+
+    address = f"localhost:{_free_port()}"
+    procs = [subprocess.Popen([sys.executable, "-c", MULTI_PROCESS_SCRIPT, str(pid),
+                               str(tmp_path / f"p{pid}")],
+                              env={**os.environ, "DPO_JAX_COORDINATOR": address,
+                                   "DPO_JAX_NUM_PROCESSES": "2",
+                                   "DPO_JAX_PROCESS_ID": str(pid)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for pid in (0, 1)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+    assert not (tmp_path / "p1").exists()  # process 1 wrote nothing
+
+    env = dpo_jax.make_env("stochastic_game_small", num_states=4)
+    cfg = dpo_jax.TrainConfig(num_envs=4, num_steps=8, total_timesteps=4 * 8 * 3,
+                              num_epochs=2, hidden_size=8)
+    obj = dpo_jax.stack_params([dpo_jax.objective_params(cfg, env.num_agents, algo=a)
+                                for a in ("dpo", "ippo", "dpo")])
+    reference = {
+        "runs": experiments.run(cfg, env, experiments.stack_keys(0, 3), obj=obj,
+                                progress=False).metrics,
+        "envs": experiments.run(cfg, env, experiments.stack_keys(0, 1),
+                                progress=False).metrics,
+    }
+    for name, ref in reference.items():
+        saved = json.loads((tmp_path / "p0" / f"{name}.json").read_text())["metrics"]
+        for k in ("loss", "kl", "beta_kl", "optimality_ratio"):
+            got = np.asarray(saved[k], np.float64)
+            assert got.shape == ref[k].shape, (name, k, got.shape, ref[k].shape)
+            np.testing.assert_allclose(got, ref[k], rtol=1e-4, atol=1e-5,
+                                       err_msg=f"{name}: {k}")
+
+
+def test_distributed_variables_are_checked():
+    """``DPO_JAX_*`` variables: unset does nothing, ``auto`` defers to JAX's cluster
+    detection, host:port needs both counts, and each mistake names its variable."""
+    import pytest
+
+    from dpo_jax.distributed import distributed_args, initialize_from_environment
+
+    assert distributed_args({}) is None
+    assert initialize_from_environment({}) is False
+    assert distributed_args({"DPO_JAX_COORDINATOR": "auto"}) == {}
+    assert distributed_args({"DPO_JAX_COORDINATOR": "h:1", "DPO_JAX_NUM_PROCESSES": "2",
+                             "DPO_JAX_PROCESS_ID": "1"}) == {
+        "coordinator_address": "h:1", "num_processes": 2, "process_id": 1}
+    bad = [({"DPO_JAX_COORDINATOR": "host"}, "host:port"),
+           ({"DPO_JAX_COORDINATOR": "h:1", "DPO_JAX_PROCESS_ID": "0"},
+            "DPO_JAX_NUM_PROCESSES must be set"),
+           ({"DPO_JAX_COORDINATOR": "h:1", "DPO_JAX_NUM_PROCESSES": "two",
+             "DPO_JAX_PROCESS_ID": "0"}, "DPO_JAX_NUM_PROCESSES='two'"),
+           ({"DPO_JAX_COORDINATOR": "h:1", "DPO_JAX_NUM_PROCESSES": "2",
+             "DPO_JAX_PROCESS_ID": "2"}, "DPO_JAX_PROCESS_ID=2 must lie in [0")]
+    for environ, message in bad:
+        with pytest.raises(ValueError, match=message.replace("[", r"\[")):
+            distributed_args(environ)
+
+
+def test_shard_mode_errors_name_the_problem():
+    import pytest
+
+    import dpo_jax
+    from dpo_jax import experiments
+
+    env = dpo_jax.make_env("continuous_reach")
+    cfg = dpo_jax.TrainConfig(num_envs=4, num_steps=8, total_timesteps=32)
+    with pytest.raises(ValueError, match="shard='env'"):
+        experiments.run(cfg, env, experiments.stack_keys(0, 1), progress=False,
+                        shard="env")
+    with pytest.raises(ValueError, match='shard="envs" supports the policy-gradient'):
+        experiments.run(dpo_jax.TrainConfig(algo="iddpg", num_envs=4, num_steps=8,
+                                            total_timesteps=320), env,
+                        experiments.stack_keys(0, 1), progress=False, shard="envs")

@@ -12,7 +12,14 @@ Quick use::
 The paper's baselines come from the same entry points: ``TrainConfig(algo="iql")``
 (discrete actions) or ``algo="iddpg"`` (continuous), or their own ``IQLConfig`` /
 ``IDDPGConfig``, given to ``make_train`` or ``experiments.run``.
+
+A multi-host run joins here, before anything below starts an XLA backend, when
+the ``DPO_JAX_COORDINATOR`` variables are set (``dpo_jax.distributed``).
 """
+
+from dpo_jax.distributed import initialize_from_environment as _join
+
+_join()
 
 from dpo_jax.baselines import BaselineResult, IDDPGConfig, IQLConfig
 from dpo_jax.config import (

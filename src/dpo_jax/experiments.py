@@ -112,6 +112,16 @@ class ProgressPrinter:
         )
 
 
+class _Discard:
+    """A text stream that drops what it is given (progress of processes > 0)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 class RunOutput(NamedTuple):
     """Results of :func:`run`; ``result`` and ``metrics`` have a leading run axis."""
 
@@ -136,15 +146,25 @@ def run(
     progress: bool | int = True,
     stream: TextIO = sys.stdout,
     devices: Optional[Sequence[jax.Device]] = None,
+    shard: str = "runs",
 ) -> RunOutput:
     """Train ``len(keys)`` runs as one compiled ``vmap`` (seeds, and sweeps via ``obj``
     with a matching leading axis). ``progress``: False, True (every update) or a
     print interval in updates. Compile and run times are measured separately.
 
-    ``devices`` (default: every local device) share the runs: the run axis is
-    sharded over them (``dpo_jax.sharding``); the same keys give the same metrics
-    on any number of devices. A run count that does not divide is padded (with a
-    warning) and the padding dropped.
+    ``devices`` (default: every device, of every process after
+    ``jax.distributed.initialize``) share the work (``dpo_jax.sharding``):
+
+    - ``shard="runs"``: the run axis is split over them; the same keys give the
+      same metrics on any number of devices (up to float rounding). A run count
+      that does not divide is padded (with a warning) and the padding dropped.
+    - ``shard="envs"``: each run's envs are split over them (data-parallel PPO,
+      parameters replicated, gradients all-reduced); equal to the one-device run
+      with the same ``num_envs`` up to float rounding. Policy-gradient family
+      only; ``num_envs`` and the minibatch size must divide by the device count.
+
+    With several processes every process calls ``run`` with the same arguments
+    and gets all the results back.
 
     ``cfg`` selects the trainer as ``make_train`` does: the policy-gradient family,
     or IQL / IDDPG (``IQLConfig``, ``IDDPGConfig`` or ``TrainConfig(algo="iql" |
@@ -170,6 +190,17 @@ def run(
         check_memory(cfg, env, rollout_length(cfg, env), num_runs)
     n_updates = num_updates(cfg, env)
     devices = sharding.resolve_devices(devices)
+    if shard not in sharding.SHARD_MODES:
+        raise ValueError(f"shard={shard!r}: expected one of {sharding.SHARD_MODES}")
+    if shard == "envs" and not isinstance(cfg, TrainConfig):
+        raise ValueError(f'shard="envs" supports the policy-gradient family only, '
+                         f'not algo={cfg.algo!r}: use shard="runs"')
+    constrain = sharding.no_constraint
+    if shard == "envs" and len(devices) > 1:
+        steps = rollout_length(cfg, env)
+        sharding.check_env_axis(cfg.num_envs, cfg.num_envs * steps // cfg.num_minibatches,
+                                len(devices))
+        constrain = sharding.env_constraint(devices)
     obj_axis = None if obj is None else 0
     # large tables travel as an argument, not a closure: see make_train
     env_as_arg = env_is_pytree(env)
@@ -177,12 +208,17 @@ def run(
         args, run_args = (keys, obj, env), (True, True, False)
     else:
         args, run_args = (keys, obj), (True, True)
-    args, padded = sharding.place_runs(args, run_args, num_runs, devices)
+    if constrain is sharding.no_constraint:
+        args, padded = sharding.place_runs(args, run_args, num_runs, devices)
+    else:
+        args, padded = sharding.replicate(args, devices), num_runs
     printer = None
     if progress:
         every = 1 if progress is True else int(progress)
-        printer = ProgressPrinter(padded, n_updates, every, stream)
-    train = make_train(cfg, env, progress=printer)
+        # every process runs the same program (callback included); process 0 prints
+        printer = ProgressPrinter(padded, n_updates, every,
+                                  stream if sharding.is_main_process() else _Discard())
+    train = make_train(cfg, env, progress=printer, env_constraint=constrain)
     if env_as_arg:
         vmapped = jax.vmap(train, in_axes=(0, obj_axis, None))
     else:
@@ -193,7 +229,7 @@ def run(
     t0 = time.perf_counter()
     result: TrainResult = jax.block_until_ready(compiled(*args))
     run_s = time.perf_counter() - t0
-    result = sharding.drop_padding(result, num_runs)
+    result = sharding.drop_padding(sharding.gather(result), num_runs)
     if cfg.nan_policy == "raise":
         check_finite(result)
     metrics = jax.tree.map(np.asarray, result.metrics)
@@ -223,14 +259,17 @@ def run_sweep(
     seeds: int,
     seed: int = 0,
     progress: bool | int = True,
+    devices: Optional[Sequence[jax.Device]] = None,
+    shard: str = "runs",
 ) -> tuple[RunOutput, dict[str, dict[str, np.ndarray]]]:
     """Every ``params`` entry (an algorithm, a ``d_target``, ...) x ``seeds`` seeds as
-    ONE compiled ``run``; each entry reuses the same ``seeds`` keys. Returns the run
-    and its metrics split by entry name, each with leading axis ``seeds``."""
+    ONE compiled ``run`` (``devices`` and ``shard`` as there); each entry reuses the
+    same ``seeds`` keys. Returns the run and its metrics split by entry name, each
+    with leading axis ``seeds``."""
     names = list(params)
     obj = stack_params([params[name] for name in names for _ in range(seeds)])
     keys = jnp.concatenate([stack_keys(seed, seeds)] * len(names))
-    out = run(cfg, env, keys, obj=obj, progress=progress)
+    out = run(cfg, env, keys, obj=obj, progress=progress, devices=devices, shard=shard)
     by_name = {
         name: jax.tree.map(lambda x: x[i * seeds:(i + 1) * seeds], out.metrics)
         for i, name in enumerate(names)
@@ -252,7 +291,10 @@ def _jsonable(x: Any) -> Any:
 def save_metrics(out_dir: str | pathlib.Path, name: str,
                  metrics: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> list[pathlib.Path]:
     """Write ``{name}.json`` (all metrics, every run) and ``{name}.csv`` (per update:
-    env steps and the mean over runs, and over agents, of every metric)."""
+    env steps and the mean over runs, and over agents, of every metric). In a
+    multi-process run only process 0 writes (the others return ``[]``)."""
+    if not sharding.is_main_process():
+        return []
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / f"{name}.json"
@@ -292,7 +334,11 @@ def plot_curves(
     maps a label to a constant drawn as a dashed line (e.g. a random policy).
     Each run is first smoothed by a trailing moving average over ``smooth``
     updates (default: U / 40, at least 1); the band is the 95% CI over runs.
+    In a multi-process run only process 0 draws.
     """
+    path = pathlib.Path(path)
+    if not sharding.is_main_process():
+        return path
     import matplotlib
 
     matplotlib.use("Agg")
@@ -314,7 +360,6 @@ def plot_curves(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -379,6 +424,25 @@ def out_dir_arg(text: str) -> pathlib.Path:
         return prepare_out_dir(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_device_args(parser: argparse.ArgumentParser) -> None:
+    """The examples' ``--shard`` flag: which axis the devices split (a multi-host
+    run is joined through ``DPO_JAX_COORDINATOR``, see ``dpo_jax.distributed``)."""
+    parser.add_argument("--shard", choices=sharding.SHARD_MODES, default="runs",
+                        help="split the runs (seeds x sweep entries) over all devices, or "
+                             "each run's envs (data-parallel; policy-gradient runs only, "
+                             "baselines keep the run axis)")
+
+
+def save_json(path: str | pathlib.Path, data: Any) -> Optional[pathlib.Path]:
+    """Write ``data`` as indented JSON (NaN-safe); on process 0 only."""
+    if not sharding.is_main_process():
+        return None
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_jsonable(data), indent=2))
+    return path
 
 
 def stack_keys(seed: int, num: int) -> jax.Array:

@@ -1,5 +1,7 @@
-"""Runs spread over devices: the run axis (seeds x sweep entries) sharded with
-``jax.sharding``.
+"""Runs spread over devices with ``jax.sharding``: the run axis (seeds x sweep
+entries), or the env axis of each run, on one host or many.
+
+**Run axis** (``experiments.run(..., shard="runs")``, the default).
 
 ``experiments.run(..., devices=...)`` places the keys and the ``ObjectiveParams`` of
 its runs on a one-axis mesh (``"runs"``) with ``NamedSharding``; the compiled
@@ -14,26 +16,127 @@ updates on forced CPU devices).
 
 A run count that does not divide over the devices is padded with copies of the
 last run, which are dropped from the results (a warning says so).
+
+**Env axis** (``shard="envs"``): data-parallel PPO. Every run's parallel envs are
+split over the devices (``with_sharding_constraint`` on the env batch after each
+step, and on the sample axis of every minibatch); parameters, optimiser states and
+betas are replicated. XLA's partitioner then computes each minibatch's loss as
+per-device partial sums joined by an all-reduce: for shared parameters that is the
+gradient averaged over devices, for independent agents each agent's gradient (the
+agent axis is part of the parameters, never split). The program is the
+single-device one, so the minibatches hold the same samples and, with
+``jax_threefry_partitionable`` (on by default), the sampled actions and env noise
+are the same bits whatever the sharding: results equal the one-device run with the
+same total batch up to float summation order. ``num_envs`` and the minibatch size
+must divide by the device count (a ``ValueError`` says which does not).
+
+**Many hosts.** After ``jax.distributed.initialize`` (``dpo_jax.distributed``:
+set ``DPO_JAX_COORDINATOR`` and friends before ``import dpo_jax``), ``jax.devices()`` lists every process's devices
+and both modes span them all: every process runs the same program with the same
+arguments, inputs are placed with ``jax.make_array_from_callback`` (``device_put``
+cannot address other hosts' devices), and :func:`gather` brings the sharded
+results back to every process (``process_allgather``); ``experiments.save_metrics``
+and ``plot_curves`` then write on process 0 only.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 RUN_AXIS = "runs"
+ENV_AXIS = "envs"
+SHARD_MODES = ("runs", "envs")
+
+EnvConstraint = Callable[[Any, int], Any]
+"""``constrain(tree, axis)``: every leaf of ``tree`` laid out with its ``axis``-th
+dimension split over the env-axis mesh (identity without one)."""
+
+
+def no_constraint(tree: Any, axis: int = 0) -> Any:
+    """The single-device :data:`EnvConstraint`: ``tree`` unchanged."""
+    return tree
 
 
 def resolve_devices(devices: Optional[Sequence[jax.Device]]) -> list[jax.Device]:
-    """``devices``, or every local device of the default backend."""
-    devices = list(jax.local_devices() if devices is None else devices)
+    """``devices``, or every device of the default backend (with several
+    processes, theirs too: ``jax.devices()`` is global)."""
+    devices = list(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices must name at least one device")
     return devices
+
+
+def put(x: Any, sharding: jax.sharding.Sharding) -> Any:
+    """Place the host value ``x`` (the same on every process) with ``sharding``.
+    One process: ``device_put``; several: ``make_array_from_callback``, since
+    ``device_put`` cannot place onto another host's devices."""
+    if x is None:
+        return None
+    if jax.process_count() == 1:
+        return jax.device_put(x, sharding)
+    return jax.tree.map(
+        lambda leaf: jax.make_array_from_callback(jax.numpy.shape(leaf), sharding,
+                                                  lambda index: leaf[index]), x)
+
+
+def replicate(args: tuple, devices: list[jax.Device]) -> tuple:
+    """Every argument replicated on ``devices`` (the env-axis mode's inputs)."""
+    if len(devices) == 1 and jax.process_count() == 1:
+        return args
+    everywhere = NamedSharding(Mesh(np.asarray(devices), (ENV_AXIS,)), PartitionSpec())
+    return tuple(put(arg, everywhere) for arg in args)
+
+
+def env_constraint(devices: list[jax.Device]) -> EnvConstraint:
+    """The :data:`EnvConstraint` that splits one axis over ``devices``."""
+    if len(devices) == 1:
+        return no_constraint
+    mesh = Mesh(np.asarray(devices), (ENV_AXIS,))
+
+    def constrain(tree: Any, axis: int = 0) -> Any:
+        def one(x: jax.Array) -> jax.Array:
+            spec = [None] * x.ndim
+            spec[axis] = ENV_AXIS
+            return jax.lax.with_sharding_constraint(
+                x, NamedSharding(mesh, PartitionSpec(*spec)))
+
+        return jax.tree.map(one, tree)
+
+    return constrain
+
+
+def check_env_axis(num_envs: int, minibatch_size: int, num_devices: int) -> None:
+    """Raise ``ValueError`` unless the env-axis mode can split ``num_envs`` envs and
+    ``minibatch_size`` samples evenly over ``num_devices`` devices."""
+    for name, size in (("num_envs", num_envs), ("the minibatch size (num_envs x "
+                                                 "num_steps / num_minibatches)",
+                                                 minibatch_size)):
+        if size % num_devices:
+            raise ValueError(f'shard="envs" splits {name} = {size} over {num_devices} '
+                             f"devices, which does not divide it: choose a multiple of "
+                             f"{num_devices}, fewer devices, or shard=\"runs\"")
+
+
+def gather(tree: Any) -> Any:
+    """``tree`` with every leaf readable on this process: arrays spread over other
+    hosts' devices are all-gathered (``process_allgather``); a single-process tree
+    is returned as is."""
+    leaves = jax.tree.leaves(tree)
+    if all(getattr(x, "is_fully_addressable", True) for x in leaves):
+        return tree
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def is_main_process() -> bool:
+    """Whether this process writes results (process 0 of a multi-host run)."""
+    return jax.process_index() == 0
 
 
 def padded_size(num_runs: int, num_devices: int) -> int:
@@ -59,7 +162,7 @@ def place_runs(args: tuple, run_args: Sequence[bool], num_runs: int,
     """Shard the arguments flagged in ``run_args`` along their leading run axis over
     ``devices`` (padded to a multiple of the device count) and replicate the rest.
     Returns the placed arguments and the padded run count."""
-    if len(devices) == 1:
+    if len(devices) == 1 and jax.process_count() == 1:
         return args, num_runs
     size = padded_size(num_runs, len(devices))
     if size != num_runs:
@@ -70,8 +173,7 @@ def place_runs(args: tuple, run_args: Sequence[bool], num_runs: int,
     by_run = NamedSharding(mesh, PartitionSpec(RUN_AXIS))
     replicated = NamedSharding(mesh, PartitionSpec())
     placed = tuple(
-        None if arg is None else jax.device_put(pad_runs(arg, num_runs, size) if sharded
-                                                else arg, by_run if sharded else replicated)
+        put(pad_runs(arg, num_runs, size), by_run) if sharded else put(arg, replicated)
         for arg, sharded in zip(args, run_args))
     return placed, size
 

@@ -69,6 +69,7 @@ from dpo_jax.rollout import (
     step_reward,
     updates_to_steps,
 )
+from dpo_jax.sharding import EnvConstraint, no_constraint
 from dpo_jax.value_norm import (
     ValueNormState,
     denormalize,
@@ -136,10 +137,11 @@ class TrainResult(NamedTuple):
 
 def rollout(
     env: MultiAgentEnv, agents: Agents, params: Any, env_batch: EnvBatch, key: Array,
-    num_steps: int, active_masks: bool = False,
+    num_steps: int, active_masks: bool = False, constrain: EnvConstraint = no_constraint,
 ) -> tuple[EnvBatch, Transition]:
     """``num_steps`` steps of all envs with the current policies (``lax.scan``);
-    with ``active_masks`` (and an env that has them) also which agents were alive."""
+    with ``active_masks`` (and an env that has them) also which agents were alive.
+    ``constrain`` lays out the env batch after each step (``sharding``'s env axis)."""
     record_active = active_masks and env.has_active_mask
 
     def one_step(batch: EnvBatch, step_key: Array) -> tuple[EnvBatch, Transition]:
@@ -150,7 +152,7 @@ def rollout(
         value = agents_lib.values(agents, params, batch.obs)
         active = jax.vmap(env.active_agents)(batch.env_state) if record_active else None
         new_batch, record = step_envs(env, batch, action, env_key)
-        return new_batch, Transition(batch.obs, batch.avail, action, log_prob,
+        return constrain(new_batch, 0), Transition(batch.obs, batch.avail, action, log_prob,
                                      dist_params, value, record, active)
 
     return jax.lax.scan(one_step, env_batch, jax.random.split(key, num_steps))
@@ -261,8 +263,11 @@ def _grad_norm(agents: Agents, grads: Any) -> Array:
 def update_epochs(
     agents: Agents, state: AgentState, batch: Batch, beta_sqrt: Array, beta_kl: Array,
     obj: ObjectiveParams, cfg: TrainConfig, key: Array,
+    constrain: EnvConstraint = no_constraint,
 ) -> tuple[AgentState, dict[str, Array]]:
-    """``num_epochs`` passes of ``num_minibatches`` shuffled minibatches."""
+    """``num_epochs`` passes of ``num_minibatches`` shuffled minibatches (each
+    minibatch's sample axis laid out by ``constrain``: the env-axis mode's data
+    parallelism)."""
     num_samples = batch.obs.shape[0]
     mb_size = num_samples // cfg.num_minibatches
 
@@ -278,7 +283,7 @@ def update_epochs(
         perm = jax.random.permutation(epoch_key, num_samples)
         shuffled = jax.tree.map(
             lambda x: x[perm].reshape((cfg.num_minibatches, mb_size) + x.shape[1:]), batch)
-        return jax.lax.scan(minibatch_step, state, shuffled)
+        return jax.lax.scan(minibatch_step, state, constrain(shuffled, 1))
 
     state, stats = jax.lax.scan(epoch, state, jax.random.split(key, cfg.num_epochs))
     finite = jnp.all(jnp.stack([jnp.isfinite(v).all() for v in stats.values()]))
@@ -348,7 +353,8 @@ def rollout_length(cfg: TrainConfig, env: MultiAgentEnv) -> int:
 
 
 def make_train(
-    cfg: AnyConfig, env: MultiAgentEnv, progress: Optional[ProgressFn] = None
+    cfg: AnyConfig, env: MultiAgentEnv, progress: Optional[ProgressFn] = None,
+    env_constraint: EnvConstraint = no_constraint,
 ) -> Callable[..., Union[TrainResult, BaselineResult]]:
     """Build ``train(key, obj=None) -> TrainResult``, a pure function.
 
@@ -379,6 +385,10 @@ def make_train(
     """
     cfg = resolve_config(cfg)
     validate_env(env)
+    if env_constraint is not no_constraint and not isinstance(cfg, TrainConfig):
+        raise ValueError(f"env-axis sharding (env_constraint, shard='envs') supports the "
+                         f"policy-gradient family only, not algo={cfg.algo!r}: shard the "
+                         f"run axis instead")
     if isinstance(cfg, IQLConfig):
         return make_train_iql(cfg, env, progress)
     if isinstance(cfg, IDDPGConfig):
@@ -406,11 +416,12 @@ def make_train(
         key, rollout_key, epoch_key = jax.random.split(state.key, 3)
         params = state.agents.params
         env_batch, traj = rollout(env, agents, params, state.env_batch, rollout_key,
-                                  num_steps, cfg.active_masks)
+                                  num_steps, cfg.active_masks, env_constraint)
         batch, value_norm, explained = make_batch(agents, params, traj, cfg,
                                                   state.value_norm)
         new_agents, stats = update_epochs(agents, state.agents, batch, state.beta_sqrt,
-                                          state.beta_kl, obj, cfg, epoch_key)
+                                          state.beta_kl, obj, cfg, epoch_key,
+                                          env_constraint)
         kl, sqrt_kl = batch_kl(agents, new_agents.params, batch)
         beta_sqrt, beta_kl = adapt_betas(state.beta_sqrt, state.beta_kl, kl, sqrt_kl,
                                          obj, cfg)
@@ -456,7 +467,7 @@ def make_train(
             agents=agent_state,
             beta_sqrt=ones * obj.init_beta_sqrt,
             beta_kl=ones * obj.init_beta_kl,
-            env_batch=reset_envs(env, env_key, cfg.num_envs),
+            env_batch=env_constraint(reset_envs(env, env_key, cfg.num_envs), 0),
             value_norm=init_value_norm(env.num_agents),
             last_episode=initial_episode_metrics(env),
             finite=objective_params_ok(obj),
