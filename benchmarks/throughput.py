@@ -2,6 +2,17 @@
 
     python benchmarks/throughput.py                       # num_envs 16, 64, 256, 1024
     python benchmarks/throughput.py --num-envs 64 256 --updates 5
+    taskset -c 0 python benchmarks/throughput.py --matched --jaxmarl-script PATH/ippo_ff_mpe.py
+
+``--matched``: the issue-13 table. At each (epochs, minibatches, width, envs) of
+``MATCHED`` and 128-step rollouts: the raw env (random actions, same envs and
+steps), dpo-jax IPPO with shared parameters, IPPO and DPO with independent ones
+(``TrainConfig(num_steps=128, num_epochs=E, num_minibatches=M, hidden_size=W,
+hidden_layer_norm=False, share_params=...)``), and, given ``--jaxmarl-script``,
+JaxMARL's own ``baselines/IPPO/ippo_ff_mpe.py`` (fetched separately, never copied
+here; hydra/wandb stubbed, its hidden width 64 replaced by W in memory). Each is a
+second call of an AOT-compiled ``jit(make_train(cfg))`` of ``--updates`` updates,
+compile excluded; every rate is printed with its ratio to the raw env and to JaxMARL.
 
 For each ``num_envs`` it measures, on whatever device JAX sees,
 (a) env steps/s of stepping the envs with uniformly random actions inside one
@@ -69,6 +80,126 @@ def bench_train(env, num_envs: int, updates: int, repeats: int) -> dict:
             "updates": updates, "s_per_update": run_s / updates}
 
 
+MATCHED = ((4, 4, 64, 16), (4, 4, 64, 64), (15, 1, 64, 16), (15, 1, 128, 16),
+           (15, 1, 128, 64))
+"""(epochs, minibatches, width, num_envs) of the matched-settings table; the
+first two are JaxMARL's defaults, the last two the paper's epochs and width."""
+
+
+def _timed_second_call(train, key) -> tuple[float, float]:
+    """Compile ``train`` ahead of time; time its second call. (compile s, run s)"""
+    t0 = time.perf_counter()
+    compiled = jax.jit(train).lower(key).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(key))
+    t0 = time.perf_counter()
+    jax.block_until_ready(compiled(key))
+    return compile_s, time.perf_counter() - t0
+
+
+def load_jaxmarl(script: str, width: int):
+    """JaxMARL's IPPO-FF MPE module, imported with hydra/wandb stubbed and its
+    hard-coded hidden width 64 set to ``width`` (in memory only)."""
+    import sys
+    import types
+
+    for name in ("hydra", "wandb", "omegaconf"):
+        sys.modules.setdefault(name, types.ModuleType(name))
+    sys.modules["hydra"].main = lambda **kw: (lambda f: f)
+    sys.modules["wandb"].log = lambda *a, **kw: None
+    sys.modules["omegaconf"].OmegaConf = None
+    source = pathlib.Path(script).read_text()
+    patched = source.replace("64, kernel_init=orthogonal(np.sqrt(2))",
+                             f"{width}, kernel_init=orthogonal(np.sqrt(2))")
+    if patched.count(f"{width}, kernel_init") < 4:
+        raise SystemExit(f"{script}: did not find the four hidden layers of width 64")
+    module = types.ModuleType(f"jaxmarl_ippo_ff_mpe_{width}")
+    sys.modules[module.__name__] = module  # flax's dataclasses look the module up
+    exec(compile(patched, script, "exec"), module.__dict__)
+    return module
+
+
+def bench_jaxmarl(script: str, epochs: int, minibatches: int, width: int, num_envs: int,
+                  updates: int, num_agents: int) -> dict:
+    """JaxMARL's IPPO at the given settings, 128-step rollouts, ``updates`` updates."""
+    module = load_jaxmarl(script, width)
+    config = {
+        "LR": 5e-4, "NUM_ENVS": num_envs, "NUM_STEPS": 128,
+        "TOTAL_TIMESTEPS": updates * num_envs * 128, "UPDATE_EPOCHS": epochs,
+        "NUM_MINIBATCHES": minibatches, "GAMMA": 0.99, "GAE_LAMBDA": 0.95,
+        "CLIP_EPS": 0.2, "ENT_COEF": 0.01, "VF_COEF": 0.5, "MAX_GRAD_NORM": 0.5,
+        "ACTIVATION": "tanh", "ENV_NAME": "MPE_simple_spread_v3",
+        "ENV_KWARGS": {"num_agents": num_agents, "num_landmarks": num_agents},
+        "ANNEAL_LR": True,
+    }
+    compile_s, run_s = _timed_second_call(module.make_train(config), jax.random.PRNGKey(0))
+    return {"compile_s": compile_s, "run_s": run_s,
+            "env_steps_per_s": updates * num_envs * 128 / run_s}
+
+
+def bench_ours(env, epochs: int, minibatches: int, width: int, num_envs: int,
+               updates: int, algo: str, shared: bool) -> dict:
+    """dpo-jax at the matched settings (``hidden_layer_norm=False``)."""
+    cfg = dpo_jax.TrainConfig(algo=algo, num_envs=num_envs, num_steps=128,
+                              num_epochs=epochs, num_minibatches=minibatches,
+                              hidden_size=width, hidden_layer_norm=False,
+                              share_params=shared,
+                              total_timesteps=updates * num_envs * 128)
+    compile_s, run_s = _timed_second_call(dpo_jax.make_train(cfg, env), jax.random.key(0))
+    return {"compile_s": compile_s, "run_s": run_s,
+            "env_steps_per_s": updates * num_envs * 128 / run_s}
+
+
+def matched_table(args, env) -> list[dict]:
+    """The matched-settings rows (see the module docstring)."""
+    rows = []
+    variants = (("IPPO shared", "ippo", True), ("IPPO independent", "ippo", False),
+                ("DPO independent", "dpo", False))
+    for epochs, minibatches, width, num_envs in MATCHED:
+        row = {"epochs": epochs, "minibatches": minibatches, "width": width,
+               "num_envs": num_envs,
+               "raw env": bench_raw(env, num_envs, 128, args.repeats)}
+        if args.jaxmarl_script:
+            row["JaxMARL IPPO (shared)"] = bench_jaxmarl(
+                args.jaxmarl_script, epochs, minibatches, width, num_envs, args.updates,
+                args.num_agents)
+        for name, algo, shared in variants:
+            row[name] = bench_ours(env, epochs, minibatches, width, num_envs, args.updates,
+                                   algo, shared)
+        raw = row["raw env"]["env_steps_per_s"]
+        peer = row.get("JaxMARL IPPO (shared)", {}).get("env_steps_per_s")
+        cells = []
+        for name in ("JaxMARL IPPO (shared)",) + tuple(v[0] for v in variants):
+            if name not in row:
+                continue
+            rate = row[name]["env_steps_per_s"]
+            row[name]["of_raw_env"] = rate / raw
+            row[name]["vs_jaxmarl"] = rate / peer if peer else None
+            vs = f", {rate / peer:.2f}x JaxMARL" if peer else ""
+            cells.append(f"{name} {rate:,.0f} ({rate / raw:.3f} of raw{vs})")
+        print(f"{epochs}/{minibatches}/{width}, {num_envs} envs: raw {raw:,.0f}; "
+              + "; ".join(cells), flush=True)
+        rows.append(row)
+    print("\n| epochs / minibatches / width, envs | raw env | JaxMARL IPPO (shared) | "
+          "IPPO shared | IPPO independent | DPO independent |\n|---|---|---|---|---|---|")
+    for r in rows:
+        raw = r["raw env"]["env_steps_per_s"]
+        cells = []
+        for name in ("JaxMARL IPPO (shared)", "IPPO shared", "IPPO independent",
+                     "DPO independent"):
+            if name not in r:
+                cells.append("not run")
+                continue
+            rate = r[name]["env_steps_per_s"]
+            vs = r[name]["vs_jaxmarl"]
+            cells.append(f"{rate / 1e3:.1f}k ({rate / raw:.3f} of raw"
+                         + (f", {vs:.2f}x" if vs and name != "JaxMARL IPPO (shared)" else "")
+                         + ")")
+        print(f"| {r['epochs']} / {r['minibatches']} / {r['width']}, {r['num_envs']} | "
+              f"{raw / 1e3:.0f}k | " + " | ".join(cells) + " |")
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description="MPE spread throughput: raw env and DPO")
     p.add_argument("--num-envs", type=int, nargs="+", default=[16, 64, 256, 1024])
@@ -77,13 +208,35 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2, help="timed runs; best is kept")
     p.add_argument("--num-agents", type=int, default=5)
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/"
-                   "throughput_<device>.json)")
+                   "throughput_<device>.json, throughput_matched_<device>.json)")
+    p.add_argument("--matched", action="store_true",
+                   help="the matched-settings table against JaxMARL (see above)")
+    p.add_argument("--jaxmarl-script", default=None,
+                   help="path of JaxMARL's baselines/IPPO/ippo_ff_mpe.py (with --matched)")
     args = p.parse_args()
 
     env = dpo_jax.make_env("mpe_spread", num_agents=args.num_agents)
     device = jax.devices()[0]
     device_name = f"{device.platform}:{device.device_kind}"
-    print(f"device {device_name}  jax {jax.__version__}  cpus {os.cpu_count()}")
+    cores = len(os.sched_getaffinity(0))
+    print(f"device {device_name}  jax {jax.__version__}  cpus {os.cpu_count()}, "
+          f"{cores} allowed")
+    safe = device_name.replace(":", "_").replace(" ", "_").lower()
+    if args.matched:
+        rows = matched_table(args, env)
+        out = pathlib.Path(args.out or f"benchmarks/results/throughput_matched_{safe}.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({
+            "benchmark": "matched settings vs JaxMARL IPPO-FF (MPE spread, 128-step "
+                         "rollouts, second call of an AOT-compiled train, compile excluded)",
+            "command": "python benchmarks/throughput.py --matched"
+                       + (" --jaxmarl-script PATH" if args.jaxmarl_script else "")
+                       + f" --updates {args.updates} --repeats {args.repeats}",
+            "device": device_name, "jax": jax.__version__, "cores_allowed": cores,
+            "machine": platform.machine(), "num_agents": args.num_agents,
+            "updates": args.updates, "rows": rows}, indent=2))
+        print(f"\nwrote {out}")
+        return
     rows = []
     for num_envs in args.num_envs:
         raw = bench_raw(env, num_envs, args.raw_steps, args.repeats)
@@ -102,7 +255,6 @@ def main() -> None:
               f"{r['raw']['compile_s']:.1f} | {r['train']['env_steps_per_s']:,.0f} | "
               f"{r['train']['compile_s']:.1f} | {r['train']['s_per_update']:.2f} |")
 
-    safe = device_name.replace(":", "_").replace(" ", "_").lower()
     out = pathlib.Path(args.out or f"benchmarks/results/throughput_{safe}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
