@@ -3,6 +3,7 @@
     python examples/stochastic_game.py                 # small game (30 states, 3 agents)
     python examples/stochastic_game.py --game paper    # the paper's 100 states, 6 agents
     python examples/stochastic_game.py --quick         # 2 seeds, short: a smoke run
+    python examples/stochastic_game.py --game paper --episode-length 25  # reduced horizon
 
 Two experiments, each ONE compiled program (``vmap`` over algorithm x seed, then
 over d_target x seed):
@@ -66,7 +67,7 @@ def delta_omega_grid(args: argparse.Namespace, env, base, j_star: float,
                                            omega=w)
               for nm, (d, w) in zip(names, DELTA_OMEGA)}
     run, by_pair = experiments.run_sweep(base, env, params, args.seeds, args.seed,
-                                         args.print_every)
+                                         args.print_every, shard=args.shard)
     steps = run.metrics["env_steps"][0]
     experiments.save_metrics(out_dir, "delta_omega", run.metrics,
                              {"runs": [nm for nm in names for _ in range(args.seeds)],
@@ -83,41 +84,14 @@ def delta_omega_grid(args: argparse.Namespace, env, base, j_star: float,
         print(f"  {nm:<22} {mean:.3f} +- {ci:.3f}")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--game", choices=("small", "paper"), default="small")
-    p.add_argument("--seeds", type=experiments.positive_int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--total-timesteps", type=int, default=60_000)
-    p.add_argument("--num-envs", type=int, default=32)
-    p.add_argument("--out", type=experiments.out_dir_arg, default="runs/stochastic_game")
-    p.add_argument("--print-every", type=int, default=10)
-    p.add_argument("--skip-sweep", action="store_true", help="only the algorithm comparison")
-    p.add_argument("--quick", action="store_true", help="2 seeds, 15k steps")
-    p.add_argument("--no-iql", action="store_true", help="leave IQL out of the comparison")
-    p.add_argument("--delta-omega-grid", action="store_true",
-                   help="only Fig. 9: DPO with the paper's seven (delta, omega) pairs")
-    args = p.parse_args()
-    if args.quick:
-        args.seeds, args.total_timesteps = 2, 15_000
-
-    env = dpo_jax.make_env("stochastic_game_small" if args.game == "small"
-                           else "stochastic_game")
-    j_star = env.optimal_return()
-    base = dpo_jax.paper_config("stochastic_game", total_timesteps=args.total_timesteps,
-                                num_envs=args.num_envs)
+def compare_algorithms(args: argparse.Namespace, env, base, j_star: float,
+                       out_dir: pathlib.Path) -> None:
+    """Fig. 1a / 8: the family's members x ``args.seeds`` in one compile, then IQL."""
     n = env.num_agents
-    print(f"device: {jax.devices()[0].device_kind}; env: {env}; J* = {j_star:.3f}")
-    out_dir = pathlib.Path(args.out)
-    if args.delta_omega_grid:
-        delta_omega_grid(args, env, base, j_star, out_dir)
-        return
-
-    # 1. algorithm comparison (Fig. 1a / 8)
     print(f"\n== {', '.join(LABELS[a] for a in ALGOS)} x {args.seeds} seeds, one compile ==")
     params = {a: dpo_jax.objective_params(base, n, algo=a) for a in ALGOS}
     run, by_algo = experiments.run_sweep(base, env, params, args.seeds, args.seed,
-                                         args.print_every)
+                                         args.print_every, shard=args.shard)
     print(f"compile {run.compile_s:.1f} s, run {run.run_s:.1f} s")
     steps = run.metrics["env_steps"][0]
     experiments.save_metrics(out_dir, "algorithms", run.metrics,
@@ -137,6 +111,44 @@ def main() -> None:
         mean, ci = experiments.summarize_final(ratio)
         print(f"  {label:<21} {mean:.3f} +- {ci:.3f}")
 
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--game", choices=("small", "paper"), default="small")
+    p.add_argument("--seeds", type=experiments.positive_int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--total-timesteps", type=int, default=60_000)
+    p.add_argument("--num-envs", type=int, default=32)
+    p.add_argument("--episode-length", type=experiments.positive_int, default=None,
+                   help="horizon H of the game's episodes (default: its number of "
+                        "states, as the paper); J* is solved for this H")
+    p.add_argument("--out", type=experiments.out_dir_arg, default="runs/stochastic_game")
+    p.add_argument("--print-every", type=int, default=10)
+    p.add_argument("--skip-sweep", action="store_true", help="only the algorithm comparison")
+    p.add_argument("--sweep-only", action="store_true", help="only the d_target sweep")
+    p.add_argument("--quick", action="store_true", help="2 seeds, 15k steps")
+    p.add_argument("--no-iql", action="store_true", help="leave IQL out of the comparison")
+    p.add_argument("--delta-omega-grid", action="store_true",
+                   help="only Fig. 9: DPO with the paper's seven (delta, omega) pairs")
+    experiments.add_device_args(p)
+    args = p.parse_args()
+    if args.quick:
+        args.seeds, args.total_timesteps = 2, 15_000
+
+    env = dpo_jax.make_env("stochastic_game_small" if args.game == "small"
+                           else "stochastic_game", episode_length=args.episode_length)
+    j_star = env.optimal_return()
+    base = dpo_jax.paper_config("stochastic_game", total_timesteps=args.total_timesteps,
+                                num_envs=args.num_envs)
+    n = env.num_agents
+    print(f"device: {jax.devices()[0].device_kind}; env: {env}; J* = {j_star:.3f}")
+    out_dir = pathlib.Path(args.out)
+    if args.delta_omega_grid:
+        delta_omega_grid(args, env, base, j_star, out_dir)
+        return
+
+    if not args.sweep_only:
+        compare_algorithms(args, env, base, j_star, out_dir)
     if args.skip_sweep:
         return
     # 2. d_target sweep (Fig. 1b)
@@ -145,13 +157,13 @@ def main() -> None:
     params = {nm: dpo_jax.objective_params(base, n, algo="dpo", d_target=d)
               for nm, d in zip(names, D_TARGETS)}
     run, by_d = experiments.run_sweep(base, env, params, args.seeds, args.seed,
-                                      args.print_every)
+                                      args.print_every, shard=args.shard)
     experiments.save_metrics(out_dir, "d_target", run.metrics,
                              {"runs": [nm for nm in names for _ in range(args.seeds)],
                               "J_star": j_star, "config": base.__dict__})
     experiments.plot_curves(
         out_dir / "d_target.png",
-        {nm: (steps, m["optimality_ratio"]) for nm, m in by_d.items()},
+        {nm: (run.metrics["env_steps"][0], m["optimality_ratio"]) for nm, m in by_d.items()},
         title="DPO: influence of d_target", ylabel="J(pi) / J*",
         hlines={"global optimum": 1.0})
     for nm, m in by_d.items():
