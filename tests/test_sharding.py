@@ -138,6 +138,12 @@ MULTI_PROCESS_SCRIPT = textwrap.dedent("""
                            shard="envs")
     experiments.save_metrics(out_dir, "runs", runs.metrics, {"process": pid})
     experiments.save_metrics(out_dir, "envs", envs.metrics, {"process": pid})
+    # checkpoints written by both processes into one folder, stopped and resumed
+    ckpt = sys.argv[3]
+    kw = dict(obj=obj, progress=False, checkpoint_dir=ckpt, checkpoint_every=2)
+    experiments.run(cfg, env, experiments.stack_keys(0, 3), stop_after=2, **kw)
+    resumed = experiments.run(cfg, env, experiments.stack_keys(0, 3), resume=True, **kw)
+    experiments.save_metrics(out_dir, "resumed", resumed.metrics, {"process": pid})
 """)
 
 
@@ -151,8 +157,9 @@ def _free_port() -> int:
 
 def test_two_processes_match_one(tmp_path):
     """Two ``jax.distributed`` processes on localhost (2 CPU devices each, gloo
-    collectives) give the single-process metrics, in both shard modes; each
-    process gets all the results and only process 0 writes them."""
+    collectives) give the single-process metrics, in both shard modes and for a
+    checkpointed run stopped and resumed; each process gets all the results and
+    only process 0 writes them."""
     import dpo_jax
     from dpo_jax import experiments
 
@@ -160,7 +167,7 @@ def test_two_processes_match_one(tmp_path):
 
     address = f"localhost:{_free_port()}"
     procs = [subprocess.Popen([sys.executable, "-c", MULTI_PROCESS_SCRIPT, str(pid),
-                               str(tmp_path / f"p{pid}")],
+                               str(tmp_path / f"p{pid}"), str(tmp_path / "ckpt")],
                               env={**os.environ, "DPO_JAX_COORDINATOR": address,
                                    "DPO_JAX_NUM_PROCESSES": "2",
                                    "DPO_JAX_PROCESS_ID": str(pid)},
@@ -182,6 +189,7 @@ def test_two_processes_match_one(tmp_path):
         "envs": experiments.run(cfg, env, experiments.stack_keys(0, 1),
                                 progress=False).metrics,
     }
+    reference["resumed"] = reference["runs"]
     for name, ref in reference.items():
         saved = json.loads((tmp_path / "p0" / f"{name}.json").read_text())["metrics"]
         for k in ("loss", "kl", "beta_kl", "optimality_ratio"):

@@ -33,14 +33,22 @@ from dpo_jax.config import (
 from dpo_jax.envs import JaxMARLAdapter, MultiAgentEnv, list_envs, make_env, register_env
 from dpo_jax.objectives import ObjectiveParams, objective_params, stack_params
 from dpo_jax.rollout import random_policy_return
-from dpo_jax.train import TrainResult, check_finite, make_train, num_updates
+from dpo_jax.train import (
+    Trainer,
+    TrainResult,
+    check_finite,
+    make_train,
+    make_trainer,
+    num_updates,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ALGORITHMS", "BASELINE_ALGORITHMS", "BaselineResult", "IDDPGConfig", "IQLConfig",
     "PAPER_D_TARGET", "check_finite", "JaxMARLAdapter", "MultiAgentEnv", "ObjectiveParams",
-    "TrainConfig", "TrainResult", "jaxmarl_ippo_config", "list_envs", "make_env", "make_train", "num_updates",
+    "TrainConfig", "TrainResult", "Trainer", "jaxmarl_ippo_config", "list_envs", "make_env",
+    "make_train", "make_trainer", "num_updates",
     "objective_params", "paper_config", "random_policy_return", "register_env",
     "stack_params",
 ]

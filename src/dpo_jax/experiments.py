@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpo_jax import sharding
+from dpo_jax import checkpoint, sharding
 from dpo_jax.baselines import BaselineResult
 from dpo_jax.config import TrainConfig
 from dpo_jax.envs.base import MultiAgentEnv, validate_env
@@ -28,6 +28,7 @@ from dpo_jax.train import (
     TrainResult,
     check_finite,
     make_train,
+    make_trainer,
     num_updates,
     resolve_config,
     rollout_length,
@@ -147,10 +148,26 @@ def run(
     stream: TextIO = sys.stdout,
     devices: Optional[Sequence[jax.Device]] = None,
     shard: str = "runs",
+    checkpoint_dir: Optional[str | pathlib.Path] = None,
+    checkpoint_every: Optional[int] = None,
+    resume: bool = False,
+    stop_after: Optional[int] = None,
 ) -> RunOutput:
     """Train ``len(keys)`` runs as one compiled ``vmap`` (seeds, and sweeps via ``obj``
     with a matching leading axis). ``progress``: False, True (every update) or a
     print interval in updates. Compile and run times are measured separately.
+
+    Checkpoints (policy-gradient family): with ``checkpoint_dir`` the updates run in
+    chunks of ``checkpoint_every`` (default: all of them) by one compiled program
+    called repeatedly (``train.make_trainer``), and after each chunk the state of
+    every run and the metrics so far are saved there with orbax
+    (``dpo_jax.checkpoint``). ``resume=True`` continues from the folder's latest
+    checkpoint (the folder records the run's settings; another config, env, keys
+    or ``obj`` is refused); a folder that already holds checkpoints needs
+    ``resume=True``. ``stop_after`` ends the run at the first checkpoint at or
+    after that many updates (e.g. to fit a job's time limit; resume later); the
+    metrics then cover only the updates done. On CPU a stopped and resumed run gives exactly the metrics of
+    the uninterrupted one (``tests/test_checkpoint.py``).
 
     ``devices`` (default: every device, of every process after
     ``jax.distributed.initialize``) share the work (``dpo_jax.sharding``):
@@ -202,6 +219,11 @@ def run(
                                 len(devices))
         constrain = sharding.env_constraint(devices)
     obj_axis = None if obj is None else 0
+    described = {  # what a checkpoint folder records of the run, from the host inputs
+        "keys": np.asarray(jax.random.key_data(keys) if jnp.issubdtype(
+            keys.dtype, jax.dtypes.prng_key) else keys).tolist(),
+        "obj": None if obj is None else jax.tree.map(lambda x: np.asarray(x).tolist(),
+                                                     obj._asdict())}
     # large tables travel as an argument, not a closure: see make_train
     env_as_arg = env_is_pytree(env)
     if env_as_arg:
@@ -218,6 +240,15 @@ def run(
         # every process runs the same program (callback included); process 0 prints
         printer = ProgressPrinter(padded, n_updates, every,
                                   stream if sharding.is_main_process() else _Discard())
+    if checkpoint_dir is not None:
+        if not isinstance(cfg, TrainConfig):
+            raise ValueError(f"checkpoints support the policy-gradient family; algo="
+                             f"{cfg.algo!r} runs in one piece: pass checkpoint_dir=None")
+        return _run_in_chunks(cfg, env, args, obj_axis, env_as_arg, num_runs, padded,
+                              printer, constrain, pathlib.Path(checkpoint_dir),
+                              checkpoint_every, resume, stop_after, described)
+    if checkpoint_every is not None or resume or stop_after is not None:
+        raise ValueError("checkpoint_every, resume and stop_after need checkpoint_dir")
     train = make_train(cfg, env, progress=printer, env_constraint=constrain)
     if env_as_arg:
         vmapped = jax.vmap(train, in_axes=(0, obj_axis, None))
@@ -229,6 +260,12 @@ def run(
     t0 = time.perf_counter()
     result: TrainResult = jax.block_until_ready(compiled(*args))
     run_s = time.perf_counter() - t0
+    return _finish(cfg, result, num_runs, compile_s, run_s)
+
+
+def _finish(cfg: AnyConfig, result: Any, num_runs: int, compile_s: float,
+            run_s: float) -> RunOutput:
+    """Gather, drop padding, check finiteness and count steps: ``run``'s output."""
     result = sharding.drop_padding(sharding.gather(result), num_runs)
     if cfg.nan_policy == "raise":
         check_finite(result)
@@ -236,13 +273,75 @@ def run(
     metrics["env_steps"] = exact_env_steps(metrics)
     # IQL counts only the steps of its episodes, not their padding
     total_steps = float(np.sum(metrics["env_steps"][:, -1]))
-    return RunOutput(
-        result=result,
-        metrics=metrics,
-        compile_s=compile_s,
-        run_s=run_s,
-        env_steps_per_s=total_steps / run_s,
-    )
+    return RunOutput(result=result, metrics=metrics, compile_s=compile_s, run_s=run_s,
+                     env_steps_per_s=total_steps / run_s if run_s > 0 else float("nan"))
+
+
+def _run_in_chunks(cfg: TrainConfig, env: MultiAgentEnv, args: tuple, obj_axis: Any,
+                   env_as_arg: bool, num_runs: int, padded: int, printer: Any,
+                   constrain: Any, folder: pathlib.Path, every: Optional[int],
+                   resume: bool, stop_after: Optional[int],
+                   described: Mapping[str, Any]) -> RunOutput:
+    """``run`` with checkpoints: see its docstring. ``described``: the keys and
+    ``obj`` as ``run.json`` records them."""
+    n_updates = num_updates(cfg, env)
+    every = n_updates if every is None else every
+    if not (isinstance(every, int) and not isinstance(every, bool)) or every < 1:
+        raise ValueError(f"checkpoint_every={every!r}: expected an int >= 1")
+    every = min(every, n_updates)
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(
+            stop_after, int) or stop_after < 1):
+        raise ValueError(f"stop_after={stop_after!r}: expected an int >= 1 (updates)")
+    done = checkpoint.latest(folder)
+    if done is not None and not resume:
+        raise ValueError(f"checkpoint folder {str(folder)!r} already holds a run (update "
+                         f"{done}): pass resume=True (--resume) to continue it, or use a "
+                         f"new folder")
+    checkpoint.check_run(folder, {
+        "config": cfg.__dict__, "env": repr(env), "runs": num_runs,
+        "padded_runs": padded, "checkpoint_every": every, **described})
+    in_axes = (0, obj_axis, None) if env_as_arg else (0, obj_axis)
+    programs = {}
+
+    def program(chunk: int):
+        if chunk not in programs:
+            trainer = make_trainer(cfg, env, chunk, progress=printer,
+                                   env_constraint=constrain)
+            run_in_axes = (0, None) + in_axes[1:]
+            programs[chunk] = (trainer, jax.jit(jax.vmap(trainer.run, in_axes=run_in_axes)))
+        return programs[chunk]
+
+    trainer, _ = program(every)
+    t0 = time.perf_counter()
+    init = jax.jit(jax.vmap(trainer.init, in_axes=in_axes)).lower(*args).compile()
+    state = init(*args)
+    compile_s = time.perf_counter() - t0
+    parts: list[dict[str, np.ndarray]] = []
+    start = 0
+    if done is not None:
+        shapes = jax.eval_shape(program(every)[1], state, jnp.int32(0), *args[1:])[1]
+        like = {k: jax.ShapeDtypeStruct((v.shape[0], done) + v.shape[2:], v.dtype)
+                for k, v in shapes.items()}
+        state, saved = checkpoint.restore(folder, done, state, like)
+        parts, start = [saved], done
+    run_s = 0.0
+    end = n_updates if stop_after is None else min(n_updates, stop_after)
+    while start < end:
+        chunk = min(every, n_updates - start)
+        _, fn = program(chunk)
+        t0 = time.perf_counter()
+        compiled = fn.lower(state, jnp.int32(start), *args[1:]).compile()
+        compile_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        state, metrics = jax.block_until_ready(compiled(state, jnp.int32(start), *args[1:]))
+        run_s += time.perf_counter() - t0
+        parts.append(jax.tree.map(np.asarray, sharding.gather(metrics)))
+        start += chunk
+        joined = {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
+        parts = [joined]
+        checkpoint.save(folder, start, state, joined)
+    metrics = parts[0] if parts else {}
+    return _finish(cfg, trainer.result(state, metrics), num_runs, compile_s, run_s)
 
 
 def exact_env_steps(metrics: Mapping[str, np.ndarray]) -> np.ndarray:
