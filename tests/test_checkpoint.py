@@ -36,12 +36,7 @@ def test_stopped_and_resumed_run_equals_the_uninterrupted_one(tmp_path, name):
     cfg, env, keys, obj = _setup(name)
     whole = experiments.run(cfg, env, keys, obj=obj, progress=False)
     assert whole.metrics["loss"].shape[1] == 5
-    if name == "closure":  # in chunks of 2 updates (the last has 1), not stopped
-        chunked = experiments.run(cfg, env, keys, obj=obj, progress=False,
-                                  checkpoint_dir=tmp_path / "a", checkpoint_every=2)
-        _assert_same(whole, chunked)
-        assert checkpoint.checkpoints(tmp_path / "a") == [2, 4, 5]
-    # stopped after 2 updates, then resumed from the checkpoint
+    # stopped after 2 updates, then resumed: chunks of 2 and 1 from the checkpoint
     first = experiments.run(cfg, env, keys, obj=obj, progress=False,
                             checkpoint_dir=tmp_path / "b", checkpoint_every=2,
                             stop_after=2)
@@ -50,6 +45,7 @@ def test_stopped_and_resumed_run_equals_the_uninterrupted_one(tmp_path, name):
                               checkpoint_dir=tmp_path / "b", checkpoint_every=2,
                               resume=True)
     _assert_same(whole, resumed)
+    assert checkpoint.checkpoints(tmp_path / "b") == [2, 4, 5]
 
 
 def test_checkpoint_misuse_is_refused(tmp_path):

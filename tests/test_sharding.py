@@ -85,12 +85,13 @@ ENV_AXIS_SCRIPT = textwrap.dedent("""
                    float(np.max(np.abs(outs[1].metrics[k])))]
                for k in ("loss", "kl", "beta_kl", "step_reward", "grad_norm",
                          "explained_variance")}
-        # the program really is data-parallel: the env batch lives on 4 devices and
-        # the minibatch gradients are joined by all-reduces
-        constrain = sharding.env_constraint(jax.devices())
-        train = dpo_jax.make_train(cfg, env, env_constraint=constrain)
-        hlo = jax.jit(train).lower(keys[0]).compile().as_text()
-        report[str(share)] = {"diff_and_scale": rel, "all_reduces": hlo.count("all-reduce(")}
+        report[str(share)] = {"diff_and_scale": rel}
+    # the program really is data-parallel: the env batch lives on 4 devices and the
+    # minibatch gradients are joined by all-reduces
+    constrain = sharding.env_constraint(jax.devices())
+    train = dpo_jax.make_train(cfg, env, env_constraint=constrain)
+    hlo = jax.jit(train).lower(keys[0]).compile().as_text()
+    report["all_reduces"] = hlo.count("all-reduce(")
     try:
         experiments.run(dpo_jax.TrainConfig(num_envs=6, num_steps=8,
                                             total_timesteps=6 * 8), env, keys,
@@ -110,9 +111,9 @@ def test_env_axis_sharding_matches_one_device():
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["all_reduces"] > 0, report
     for share in ("False", "True"):
         r = report[share]
-        assert r["all_reduces"] > 0, r
         for k, (diff, scale) in r["diff_and_scale"].items():
             assert diff <= 1e-5 + 1e-4 * scale, (share, k, diff, scale)
     assert "num_envs = 6 over 4 devices" in report["error"], report["error"]
