@@ -38,6 +38,11 @@ def _from_storable(stored: Any, like: Any) -> Any:
         if _is_key(t) else s, stored, like)
 
 
+def _path(folder: str | pathlib.Path, updates_done: int) -> pathlib.Path:
+    """The checkpoint sub-folder after ``updates_done`` updates (matches ``_STEP``)."""
+    return pathlib.Path(folder).absolute() / f"update_{updates_done:08d}"
+
+
 def checkpoints(folder: str | pathlib.Path) -> list[int]:
     """The update counts of the checkpoints in ``folder``, ascending."""
     folder = pathlib.Path(folder)
@@ -77,7 +82,7 @@ def save(folder: str | pathlib.Path, updates_done: int, state: Any,
     run) and the metrics of updates ``0 .. updates_done - 1`` as ``update_<n>``."""
     import orbax.checkpoint as ocp
 
-    path = pathlib.Path(folder).absolute() / f"update_{updates_done:08d}"
+    path = _path(folder, updates_done)
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(path, {"state": _to_storable(state), "metrics": dict(metrics)},
                       force=True)
@@ -92,7 +97,7 @@ def restore(folder: str | pathlib.Path, updates_done: int, like_state: Any,
     leaves shaped as ``like_metrics`` (arrays or ``ShapeDtypeStruct``)."""
     import orbax.checkpoint as ocp
 
-    path = pathlib.Path(folder).absolute() / f"update_{updates_done:08d}"
+    path = _path(folder, updates_done)
     target = {
         "state": jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_storable(like_state)),
         "metrics": {k: jax.ShapeDtypeStruct(np.shape(v), np.dtype(v.dtype))

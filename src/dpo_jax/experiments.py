@@ -19,7 +19,7 @@ import numpy as np
 
 from dpo_jax import checkpoint, sharding
 from dpo_jax.baselines import BaselineResult
-from dpo_jax.config import TrainConfig
+from dpo_jax.config import TrainConfig, is_int
 from dpo_jax.envs.base import MultiAgentEnv, validate_env
 from dpo_jax.memory import check_memory
 from dpo_jax.objectives import ObjectiveParams, stack_params, validate_objective_params
@@ -166,8 +166,8 @@ def run(
     or ``obj`` is refused); a folder that already holds checkpoints needs
     ``resume=True``. ``stop_after`` ends the run at the first checkpoint at or
     after that many updates (e.g. to fit a job's time limit; resume later); the
-    metrics then cover only the updates done. On CPU a stopped and resumed run gives exactly the metrics of
-    the uninterrupted one (``tests/test_checkpoint.py``).
+    metrics then cover only the updates done. On CPU a stopped and resumed run
+    gives exactly the metrics of the uninterrupted one (``tests/test_checkpoint.py``).
 
     ``devices`` (default: every device, of every process after
     ``jax.distributed.initialize``) share the work (``dpo_jax.sharding``):
@@ -218,8 +218,14 @@ def run(
         sharding.check_env_axis(cfg.num_envs, cfg.num_envs * steps // cfg.num_minibatches,
                                 len(devices))
         constrain = sharding.env_constraint(devices)
+    if checkpoint_dir is None and (checkpoint_every is not None or resume
+                                   or stop_after is not None):
+        raise ValueError("checkpoint_every, resume and stop_after need checkpoint_dir")
+    if checkpoint_dir is not None and not isinstance(cfg, TrainConfig):
+        raise ValueError(f"checkpoints support the policy-gradient family; algo="
+                         f"{cfg.algo!r} runs in one piece: pass checkpoint_dir=None")
     obj_axis = None if obj is None else 0
-    described = {  # what a checkpoint folder records of the run, from the host inputs
+    described = None if checkpoint_dir is None else {  # from the host inputs, unplaced
         "keys": np.asarray(jax.random.key_data(keys) if jnp.issubdtype(
             keys.dtype, jax.dtypes.prng_key) else keys).tolist(),
         "obj": None if obj is None else jax.tree.map(lambda x: np.asarray(x).tolist(),
@@ -241,14 +247,9 @@ def run(
         printer = ProgressPrinter(padded, n_updates, every,
                                   stream if sharding.is_main_process() else _Discard())
     if checkpoint_dir is not None:
-        if not isinstance(cfg, TrainConfig):
-            raise ValueError(f"checkpoints support the policy-gradient family; algo="
-                             f"{cfg.algo!r} runs in one piece: pass checkpoint_dir=None")
         return _run_in_chunks(cfg, env, args, obj_axis, env_as_arg, num_runs, padded,
                               printer, constrain, pathlib.Path(checkpoint_dir),
                               checkpoint_every, resume, stop_after, described)
-    if checkpoint_every is not None or resume or stop_after is not None:
-        raise ValueError("checkpoint_every, resume and stop_after need checkpoint_dir")
     train = make_train(cfg, env, progress=printer, env_constraint=constrain)
     if env_as_arg:
         vmapped = jax.vmap(train, in_axes=(0, obj_axis, None))
@@ -286,11 +287,10 @@ def _run_in_chunks(cfg: TrainConfig, env: MultiAgentEnv, args: tuple, obj_axis: 
     ``obj`` as ``run.json`` records them."""
     n_updates = num_updates(cfg, env)
     every = n_updates if every is None else every
-    if not (isinstance(every, int) and not isinstance(every, bool)) or every < 1:
+    if not is_int(every) or every < 1:
         raise ValueError(f"checkpoint_every={every!r}: expected an int >= 1")
-    every = min(every, n_updates)
-    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(
-            stop_after, int) or stop_after < 1):
+    every = min(int(every), n_updates)
+    if stop_after is not None and (not is_int(stop_after) or stop_after < 1):
         raise ValueError(f"stop_after={stop_after!r}: expected an int >= 1 (updates)")
     done = checkpoint.latest(folder)
     if done is not None and not resume:
@@ -301,25 +301,27 @@ def _run_in_chunks(cfg: TrainConfig, env: MultiAgentEnv, args: tuple, obj_axis: 
         "config": cfg.__dict__, "env": repr(env), "runs": num_runs,
         "padded_runs": padded, "checkpoint_every": every, **described})
     in_axes = (0, obj_axis, None) if env_as_arg else (0, obj_axis)
-    programs = {}
+    trainer = make_trainer(cfg, env, every, progress=printer, env_constraint=constrain)
+    t0 = time.perf_counter()
+    state = jax.jit(jax.vmap(trainer.init, in_axes=in_axes)).lower(*args).compile()(*args)
+    compile_s = time.perf_counter() - t0
+    programs: dict[int, Any] = {}  # chunk length -> its program, compiled once
 
-    def program(chunk: int):
+    def chunk_program(chunk: int) -> Any:
+        nonlocal compile_s
         if chunk not in programs:
-            trainer = make_trainer(cfg, env, chunk, progress=printer,
-                                   env_constraint=constrain)
-            run_in_axes = (0, None) + in_axes[1:]
-            programs[chunk] = (trainer, jax.jit(jax.vmap(trainer.run, in_axes=run_in_axes)))
+            pieces = trainer if chunk == every else make_trainer(
+                cfg, env, chunk, progress=printer, env_constraint=constrain)
+            t0 = time.perf_counter()
+            programs[chunk] = jax.jit(jax.vmap(pieces.run, in_axes=(0, None) + in_axes[1:])
+                                      ).lower(state, jnp.int32(0), *args[1:]).compile()
+            compile_s += time.perf_counter() - t0
         return programs[chunk]
 
-    trainer, _ = program(every)
-    t0 = time.perf_counter()
-    init = jax.jit(jax.vmap(trainer.init, in_axes=in_axes)).lower(*args).compile()
-    state = init(*args)
-    compile_s = time.perf_counter() - t0
     parts: list[dict[str, np.ndarray]] = []
     start = 0
     if done is not None:
-        shapes = jax.eval_shape(program(every)[1], state, jnp.int32(0), *args[1:])[1]
+        shapes = chunk_program(every).out_info[1]
         like = {k: jax.ShapeDtypeStruct((v.shape[0], done) + v.shape[2:], v.dtype)
                 for k, v in shapes.items()}
         state, saved = checkpoint.restore(folder, done, state, like)
@@ -328,10 +330,7 @@ def _run_in_chunks(cfg: TrainConfig, env: MultiAgentEnv, args: tuple, obj_axis: 
     end = n_updates if stop_after is None else min(n_updates, stop_after)
     while start < end:
         chunk = min(every, n_updates - start)
-        _, fn = program(chunk)
-        t0 = time.perf_counter()
-        compiled = fn.lower(state, jnp.int32(start), *args[1:]).compile()
-        compile_s += time.perf_counter() - t0
+        compiled = chunk_program(chunk)
         t0 = time.perf_counter()
         state, metrics = jax.block_until_ready(compiled(state, jnp.int32(start), *args[1:]))
         run_s += time.perf_counter() - t0
