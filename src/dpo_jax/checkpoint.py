@@ -76,6 +76,16 @@ def check_run(folder: str | pathlib.Path, description: Mapping[str, Any]) -> Non
                          f"({detail}); use a new folder or the same settings")
 
 
+def saved_runs(folder: str | pathlib.Path) -> int:
+    """How many runs the folder's states hold (the run axis, padded to the device
+    count when the run was split over devices), from ``run.json``."""
+    path = pathlib.Path(folder) / RUN_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{str(path)!r} is missing: not a checkpoint folder")
+    saved = json.loads(path.read_text())
+    return int(saved.get("padded_runs", saved["runs"]))
+
+
 def save(folder: str | pathlib.Path, updates_done: int, state: Any,
          metrics: Mapping[str, np.ndarray]) -> pathlib.Path:
     """Save ``state`` (a pytree of arrays, e.g. the stacked ``TrainState`` of every

@@ -21,6 +21,7 @@ from dpo_jax import checkpoint, sharding
 from dpo_jax.baselines import BaselineResult
 from dpo_jax.config import TrainConfig, is_int
 from dpo_jax.envs.base import MultiAgentEnv, validate_env
+from dpo_jax.loggers import Logger
 from dpo_jax.memory import check_memory
 from dpo_jax.objectives import ObjectiveParams, stack_params, validate_objective_params
 from dpo_jax.train import (
@@ -68,14 +69,22 @@ class ProgressPrinter:
     printer waits for all R, then prints one line with the mean over runs of the
     episode return, the KL and the betas (IQL: the greedy return and epsilon), and
     the env steps per second (all runs, wall time since the first update finished).
+
+    ``bar``: a tqdm progress bar over updates (the same numbers as its postfix)
+    instead of lines; default (``None``): a bar when ``stream`` is a terminal,
+    plain lines otherwise (logs, pipes, notebooks' captured output).
     """
 
     def __init__(self, num_runs: int, total_updates: int, every: int = 1,
-                 stream: TextIO = sys.stdout) -> None:
+                 stream: TextIO = sys.stdout, bar: Optional[bool] = None) -> None:
         self.num_runs = num_runs
         self.total_updates = total_updates
         self.every = max(1, every)
         self.stream = stream
+        if bar is None:
+            bar = bool(getattr(stream, "isatty", lambda: False)())
+        self.bar = bar
+        self._tqdm: Any = None
         self._pending: dict[int, list[Mapping[str, np.ndarray]]] = {}
         self._t0: Optional[float] = None
         self._steps0 = 0.0
@@ -92,25 +101,45 @@ class ProgressPrinter:
         if self._t0 is None:
             self._t0, self._steps0 = now, steps
         last = update + 1 == self.total_updates
-        if update % self.every and not last:
+        if update % self.every and not last and not self.bar:
             return
         elapsed = now - self._t0
         rate = (steps - self._steps0) / elapsed if elapsed > 0 else float("nan")
-        ret = np.nanmean([float(r["episode_return"]) for r in rows])
-        extra = ""
-        for name, label, fmt in (("kl", "kl", ".4f"), ("beta_kl", "beta2", ".3g"),
-                                 ("greedy_return", "greedy", ".3f"),
-                                 ("epsilon", "eps", ".3f"),
-                                 ("optimality_ratio", "J/J*", ".3f")):
-            if name in rows[0]:
-                value = np.nanmean([np.mean(r[name]) for r in rows])
-                extra += f"  {label} {value:{fmt}}"
+        with warnings.catch_warnings():  # no episode finished yet: NaN, quietly
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ret = np.nanmean([float(r["episode_return"]) for r in rows])
+            extra = {}
+            for name, label, fmt in (("kl", "kl", ".4f"), ("beta_kl", "beta2", ".3g"),
+                                     ("greedy_return", "greedy", ".3f"),
+                                     ("epsilon", "eps", ".3f"),
+                                     ("optimality_ratio", "J/J*", ".3f")):
+                if name in rows[0]:
+                    value = np.nanmean([np.mean(r[name]) for r in rows])
+                    extra[label] = f"{value:{fmt}}"
+        if self.bar:
+            self._show_bar(update, rate, ret, extra, last)
+            return
+        extra_text = "".join(f"  {label} {value}" for label, value in extra.items())
         print(
             f"update {update + 1:>5}/{self.total_updates}  env steps "
             f"{int(rows[0]['env_steps']):>10,}  steps/s {rate:>9,.0f}  "
-            f"return {ret:>9.3f}{extra}",
+            f"return {ret:>9.3f}{extra_text}",
             file=self.stream, flush=True,
         )
+
+    def _show_bar(self, update: int, rate: float, ret: float, extra: Mapping[str, str],
+                  last: bool) -> None:
+        from tqdm.auto import tqdm
+
+        if self._tqdm is None:  # created at the first update seen (later on resume)
+            self._tqdm = tqdm(total=self.total_updates, initial=update, unit="update",
+                              file=self.stream, dynamic_ncols=True)
+        self._tqdm.update(update + 1 - self._tqdm.n)
+        self._tqdm.set_postfix({"return": f"{ret:.3f}", **extra,
+                                "steps/s": f"{rate:,.0f}"}, refresh=False)
+        if last:
+            self._tqdm.close()
+            self._tqdm = None
 
 
 class _Discard:
@@ -152,6 +181,8 @@ def run(
     checkpoint_every: Optional[int] = None,
     resume: bool = False,
     stop_after: Optional[int] = None,
+    chunk_updates: Optional[int] = None,
+    loggers: Sequence[Logger] = (),
 ) -> RunOutput:
     """Train ``len(keys)`` runs as one compiled ``vmap`` (seeds, and sweeps via ``obj``
     with a matching leading axis). ``progress``: False, True (every update) or a
@@ -168,6 +199,16 @@ def run(
     after that many updates (e.g. to fit a job's time limit; resume later); the
     metrics then cover only the updates done. On CPU a stopped and resumed run
     gives exactly the metrics of the uninterrupted one (``tests/test_checkpoint.py``).
+
+    Chunks without checkpoints: ``chunk_updates`` runs the updates in chunks of
+    that many (the same program as with ``checkpoint_dir``, nothing saved), e.g.
+    to feed ``loggers`` as training goes; ``checkpoint_every`` is its other name.
+
+    ``loggers`` (``dpo_jax.loggers``) get the metrics of each chunk from the host
+    after it has run (a run in one piece: once, at the end), with the exact int64
+    ``env_steps``; ``start(first_update)`` is called before the first chunk
+    (``first_update > 0`` on resume) and ``close()`` at the end, also on error.
+    Only process 0 of a multi-process run logs.
 
     ``devices`` (default: every device, of every process after
     ``jax.distributed.initialize``) share the work (``dpo_jax.sharding``):
@@ -218,12 +259,20 @@ def run(
         sharding.check_env_axis(cfg.num_envs, cfg.num_envs * steps // cfg.num_minibatches,
                                 len(devices))
         constrain = sharding.env_constraint(devices)
-    if checkpoint_dir is None and (checkpoint_every is not None or resume
-                                   or stop_after is not None):
-        raise ValueError("checkpoint_every, resume and stop_after need checkpoint_dir")
+    if (checkpoint_every is not None and chunk_updates is not None
+            and checkpoint_every != chunk_updates):
+        raise ValueError(f"checkpoint_every={checkpoint_every!r} and chunk_updates="
+                         f"{chunk_updates!r} name the same chunk size: pass one")
+    chunk_updates = checkpoint_every if chunk_updates is None else chunk_updates
+    if checkpoint_dir is None and (resume or stop_after is not None):
+        raise ValueError("resume and stop_after need checkpoint_dir")
     if checkpoint_dir is not None and not isinstance(cfg, TrainConfig):
         raise ValueError(f"checkpoints support the policy-gradient family; algo="
                          f"{cfg.algo!r} runs in one piece: pass checkpoint_dir=None")
+    if chunk_updates is not None and not isinstance(cfg, TrainConfig):
+        raise ValueError(f"chunks (chunk_updates / checkpoint_every) support the "
+                         f"policy-gradient family; algo={cfg.algo!r} runs in one piece")
+    loggers = list(loggers) if sharding.is_main_process() else []
     obj_axis = None if obj is None else 0
     described = None if checkpoint_dir is None else {  # from the host inputs, unplaced
         "keys": np.asarray(jax.random.key_data(keys) if jnp.issubdtype(
@@ -246,10 +295,26 @@ def run(
         # every process runs the same program (callback included); process 0 prints
         printer = ProgressPrinter(padded, n_updates, every,
                                   stream if sharding.is_main_process() else _Discard())
-    if checkpoint_dir is not None:
-        return _run_in_chunks(cfg, env, args, obj_axis, env_as_arg, num_runs, padded,
-                              printer, constrain, pathlib.Path(checkpoint_dir),
-                              checkpoint_every, resume, stop_after, described)
+    try:
+        if checkpoint_dir is not None or chunk_updates is not None:
+            folder = None if checkpoint_dir is None else pathlib.Path(checkpoint_dir)
+            return _run_in_chunks(cfg, env, args, obj_axis, env_as_arg, num_runs, padded,
+                                  printer, constrain, folder, chunk_updates, resume,
+                                  stop_after, described, loggers)
+        out = _run_whole(cfg, env, args, obj_axis, env_as_arg, num_runs, printer,
+                         constrain)
+        for logger in loggers:
+            logger.start(0)
+            logger.write(0, out.metrics)
+        return out
+    finally:
+        for logger in loggers:
+            logger.close()
+
+
+def _run_whole(cfg: AnyConfig, env: MultiAgentEnv, args: tuple, obj_axis: Any,
+               env_as_arg: bool, num_runs: int, printer: Any, constrain: Any) -> RunOutput:
+    """``run`` in one compiled call (no chunks)."""
     train = make_train(cfg, env, progress=printer, env_constraint=constrain)
     if env_as_arg:
         vmapped = jax.vmap(train, in_axes=(0, obj_axis, None))
@@ -280,11 +345,13 @@ def _finish(cfg: AnyConfig, result: Any, num_runs: int, compile_s: float,
 
 def _run_in_chunks(cfg: TrainConfig, env: MultiAgentEnv, args: tuple, obj_axis: Any,
                    env_as_arg: bool, num_runs: int, padded: int, printer: Any,
-                   constrain: Any, folder: pathlib.Path, every: Optional[int],
+                   constrain: Any, folder: Optional[pathlib.Path], every: Optional[int],
                    resume: bool, stop_after: Optional[int],
-                   described: Mapping[str, Any]) -> RunOutput:
-    """``run`` with checkpoints: see its docstring. ``described``: the keys and
-    ``obj`` as ``run.json`` records them."""
+                   described: Optional[Mapping[str, Any]],
+                   loggers: Sequence[Logger]) -> RunOutput:
+    """``run`` in chunks, with checkpoints in ``folder`` unless it is ``None``: see
+    its docstring. ``described``: the keys and ``obj`` as ``run.json`` records
+    them."""
     n_updates = num_updates(cfg, env)
     every = n_updates if every is None else every
     if not is_int(every) or every < 1:
@@ -292,14 +359,15 @@ def _run_in_chunks(cfg: TrainConfig, env: MultiAgentEnv, args: tuple, obj_axis: 
     every = min(int(every), n_updates)
     if stop_after is not None and (not is_int(stop_after) or stop_after < 1):
         raise ValueError(f"stop_after={stop_after!r}: expected an int >= 1 (updates)")
-    done = checkpoint.latest(folder)
+    done = None if folder is None else checkpoint.latest(folder)
     if done is not None and not resume:
         raise ValueError(f"checkpoint folder {str(folder)!r} already holds a run (update "
                          f"{done}): pass resume=True (--resume) to continue it, or use a "
                          f"new folder")
-    checkpoint.check_run(folder, {
-        "config": cfg.__dict__, "env": repr(env), "runs": num_runs,
-        "padded_runs": padded, "checkpoint_every": every, **described})
+    if folder is not None:
+        checkpoint.check_run(folder, {
+            "config": cfg.__dict__, "env": repr(env), "runs": num_runs,
+            "padded_runs": padded, "checkpoint_every": every, **described})
     in_axes = (0, obj_axis, None) if env_as_arg else (0, obj_axis)
     trainer = make_trainer(cfg, env, every, progress=printer, env_constraint=constrain)
     t0 = time.perf_counter()
@@ -328,6 +396,8 @@ def _run_in_chunks(cfg: TrainConfig, env: MultiAgentEnv, args: tuple, obj_axis: 
         parts, start = [saved], done
     run_s = 0.0
     end = n_updates if stop_after is None else min(n_updates, stop_after)
+    for logger in loggers:
+        logger.start(start)
     while start < end:
         chunk = min(every, n_updates - start)
         compiled = chunk_program(chunk)
@@ -335,10 +405,16 @@ def _run_in_chunks(cfg: TrainConfig, env: MultiAgentEnv, args: tuple, obj_axis: 
         state, metrics = jax.block_until_ready(compiled(state, jnp.int32(start), *args[1:]))
         run_s += time.perf_counter() - t0
         parts.append(jax.tree.map(np.asarray, sharding.gather(metrics)))
-        start += chunk
         joined = {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
         parts = [joined]
-        checkpoint.save(folder, start, state, joined)
+        if folder is not None:
+            checkpoint.save(folder, start + chunk, state, joined)
+        if loggers:
+            fresh = {k: v[:num_runs, start:] for k, v in joined.items()}
+            fresh["env_steps"] = exact_env_steps(joined)[:num_runs, start:]
+            for logger in loggers:
+                logger.write(start, fresh)
+        start += chunk
     metrics = parts[0] if parts else {}
     return _finish(cfg, trainer.result(state, metrics), num_runs, compile_s, run_s)
 

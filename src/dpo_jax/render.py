@@ -5,9 +5,9 @@ stay visible), landmarks grey squares, target points crosses, and a dashed line
 joins each agent to the target the optimal assignment gives it (the pairing the
 reward scores). The dotted square is the agents' start region ``[-1, 1]^2``.
 
-Works with any :class:`dpo_jax.envs.mpe_tasks.MPETask`; states are JaxMARL MPE
-states (one state, or a pytree with a leading time axis from
-:func:`collect_episode`). Uses matplotlib's object API (no pyplot state, any
+Works with any :class:`dpo_jax.envs.mpe_tasks.MPETask` and with JaxMARL's simple
+spread (``mpe_spread``; see :func:`is_renderable`); states are the env's states
+(one state, or a pytree with a leading time axis from :func:`collect_episode`). Uses matplotlib's object API (no pyplot state, any
 backend); the GIF needs pillow and is skipped with a note when it is missing.
 """
 
@@ -24,6 +24,7 @@ import numpy as np
 from dpo_jax.envs.assignment import optimal_assignment
 from dpo_jax.envs.base import Array
 from dpo_jax.envs.mpe_tasks import MPETask
+from dpo_jax.rollout import policy_episode
 
 MIN_RADIUS = 0.04
 VIEW_LIMIT = 1.6
@@ -40,14 +41,40 @@ class Frames(NamedTuple):
     step: np.ndarray  # [T]
 
 
+def is_renderable(env: Any) -> bool:
+    """Whether ``env`` can be drawn here: a :class:`MPETask` (line, circle,
+    navigation) or JaxMARL's simple spread through :class:`JaxMARLAdapter`
+    (as many landmarks as agents, which are then its targets)."""
+    if isinstance(env, MPETask):
+        return True
+    inner = getattr(env, "jaxmarl_env", None)
+    return (inner is not None and type(inner).__name__ == "SimpleSpreadMPE"
+            and getattr(inner, "num_landmarks", None) == env.num_agents)
+
+
+def _agent_size(env: Any) -> float:
+    if isinstance(env, MPETask):
+        return env.agent_size
+    return float(env.jaxmarl_env.rad[0])
+
+
 def frames(env: MPETask, states: Any) -> Frames:
-    """Positions, targets and assignment of stacked states (leading time axis)."""
+    """Positions, targets and assignment of stacked states (leading time axis).
+    For simple spread (``is_renderable``) the landmarks are the targets and the
+    lines show the optimal agent-landmark pairing (its reward uses each
+    landmark's nearest agent instead)."""
+    if not is_renderable(env):
+        raise ValueError(f"render: {env!r} cannot be drawn; MPE line/circle/navigation "
+                         f"and simple spread can")
+    is_task = isinstance(env, MPETask)
 
     def one(state: Any) -> tuple[Array, ...]:
+        step = state.step
+        state = state if is_task else state.env_state
         agents, landmarks = state.p_pos[: env.num_agents], state.p_pos[env.num_agents:]
-        goals = env.targets(agents, landmarks)
+        goals = env.targets(agents, landmarks) if is_task else landmarks
         cost = jnp.linalg.norm(agents[:, None] - goals[None], axis=-1)
-        return agents, landmarks, goals, optimal_assignment(cost).cols, state.step
+        return agents, landmarks, goals, optimal_assignment(cost).cols, step
 
     return Frames(*(np.asarray(x) for x in jax.jit(jax.vmap(one))(states)))
 
@@ -62,7 +89,7 @@ def _draw(env: MPETask, ax: Any, data: Frames, t: int, title: Optional[str]) -> 
     ax.scatter(*data.targets[t].T, marker="x", color="k", s=40, zorder=3)
     for i, (pos, goal) in enumerate(zip(data.agents[t], data.targets[t][data.assigned[t]])):
         ax.plot(*np.stack([pos, goal]).T, linestyle="--", linewidth=0.8, color=colours[i])
-        ax.add_patch(Circle(pos, max(env.agent_size, MIN_RADIUS), color=colours[i],
+        ax.add_patch(Circle(pos, max(_agent_size(env), MIN_RADIUS), color=colours[i],
                             alpha=0.8, zorder=4))
     distance = np.linalg.norm(data.agents[t] - data.targets[t][data.assigned[t]], axis=-1)
     ax.set_title(title if title is not None
@@ -93,7 +120,8 @@ def draw_state(env: MPETask, state: Any, ax: Any = None,
 
 
 def collect_episode(env: MPETask, key: Array, act_fn: ActFn) -> tuple[Any, np.ndarray]:
-    """One episode of ``env.max_steps`` steps in a compiled scan.
+    """One episode of ``env.max_steps`` steps in a compiled scan
+    (``rollout.policy_episode``).
 
     Args:
       act_fn: ``(key, obs [N, obs_dim], avail [N, A]) -> actions [N]``.
@@ -101,22 +129,7 @@ def collect_episode(env: MPETask, key: Array, act_fn: ActFn) -> tuple[Any, np.nd
     Returns:
       The states ``[T + 1]`` (the reset state first) and the rewards ``[T, N]``.
     """
-
-    def run(key: Array) -> tuple[Any, Array]:
-        reset_key, run_key = jax.random.split(key)
-        first = env.reset(reset_key)
-
-        def body(carry: Any, step_key: Array) -> tuple[Any, tuple[Any, Array]]:
-            act_key, env_key = jax.random.split(step_key)
-            actions = act_fn(act_key, carry.obs, carry.avail_actions)
-            out = env.step(env_key, carry.state, actions)
-            return out, (out.state, out.reward)
-
-        _, (states, rewards) = jax.lax.scan(body, first, jax.random.split(run_key, env.max_steps))
-        states = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first.state, states)
-        return states, rewards
-
-    states, rewards = jax.jit(run)(key)
+    states, rewards, _, _ = jax.jit(lambda k: policy_episode(env, k, act_fn))(key)
     return states, np.asarray(rewards)
 
 

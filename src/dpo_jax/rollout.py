@@ -6,7 +6,7 @@ observations ``[E, N, obs_dim]``, rewards ``[E, N]``, episode ends ``[E]``.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -141,6 +141,34 @@ def random_rollout(
         return new_batch, (batch.obs, batch.avail, actions, record)
 
     return jax.lax.scan(body, batch, jax.random.split(run_key, num_steps))
+
+
+def policy_episode(env: MultiAgentEnv, key: Array,
+                   act_fn: Callable[[Array, Array, Array], Array]
+                   ) -> tuple[Any, Array, Array, dict[str, Array]]:
+    """One episode of one env under ``act_fn(key, obs [N, obs_dim], avail [N, A])
+    -> actions``, as a ``lax.scan`` of ``env.max_steps`` steps without reset.
+
+    Returns the states ``[T + 1]`` (the reset state first), the rewards ``[T, N]``,
+    ``done [T]`` (terminated or truncated at that step or before: the steps
+    after the episode's end keep stepping the ended state and are to be masked)
+    and the env's info ``[T]``. ``jit`` removes the outputs a caller drops.
+    """
+    reset_key, run_key = jax.random.split(key)
+    first: EnvStep = env.reset(reset_key)
+
+    def body(carry: tuple[EnvStep, Array], step_key: Array) -> tuple[Any, tuple]:
+        last, ended = carry
+        act_key, env_key = jax.random.split(step_key)
+        actions = act_fn(act_key, last.obs, last.avail_actions)
+        out: EnvStep = env.step(env_key, last.state, env_actions(env, actions))
+        ended = ended | out.terminated | out.truncated
+        return (out, ended), (out.state, out.reward, ended, out.info)
+
+    _, (states, rewards, done, info) = jax.lax.scan(
+        body, (first, jnp.array(False)), jax.random.split(run_key, env.max_steps))
+    states = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first.state, states)
+    return states, rewards, done, info
 
 
 def random_policy_return(

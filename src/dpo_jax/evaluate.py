@@ -1,0 +1,188 @@
+"""Saved policies: load a job's last checkpoint, run evaluation episodes, render.
+
+``load_policies(out)`` reads ``{out}/spec.json`` (written by ``dpo-jax train``),
+rebuilds the env and the policy-gradient program's initial state, and restores the
+latest checkpoint of ``{out}/checkpoints`` into it. ``evaluate`` then runs
+``num_episodes`` whole episodes per run, greedy (the distribution's mode: argmax
+of the masked logits, the Gaussian's mean) or stochastic (sampled as in
+training), all runs and episodes in one compiled call. An episode is scored as
+in training: its return (mean over agents), its length, and the env's per-episode
+info at its end (SMAX: ``won``, so the mean is the win rate).
+
+``render_episode`` draws one episode: MPE tasks and simple spread as a PNG strip
+and a GIF (``dpo_jax.render``); MuJoCo tasks as GIF frames drawn by
+``mujoco.Renderer``, which needs an OpenGL backend (``MUJOCO_GL=egl`` or
+``osmesa``); without one it returns a message saying so instead of failing.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dpo_jax import agents as agents_lib
+from dpo_jax import checkpoint, render
+from dpo_jax.agents import Agents
+from dpo_jax.envs import make_env
+from dpo_jax.envs.base import MultiAgentEnv
+from dpo_jax.experiments import env_is_pytree
+from dpo_jax.networks import distribution
+from dpo_jax.rollout import policy_episode
+from dpo_jax.runspec import Program, RunSpec, plan
+from dpo_jax.train import make_trainer
+
+Array = jax.Array
+ActFn = Callable[[Array, Array, Array], Array]
+CHECKPOINTS = "checkpoints"
+
+
+class Policies(NamedTuple):
+    """The trained agents of every run of a job's policy-gradient program."""
+
+    spec: RunSpec
+    env: MultiAgentEnv
+    program: Program
+    agents: Agents
+    params: Any  # leaves [runs, ...] (and the agent axis unless shared)
+    updates_done: int
+
+
+def policy_act(agents: Agents, params: Any, greedy: bool) -> ActFn:
+    """``act(key, obs [N, obs_dim], avail [N, A]) -> actions`` of one run's agents:
+    the mode of each agent's distribution (``greedy``) or a sample."""
+
+    def act(key: Array, obs: Array, avail: Array) -> Array:
+        dist = distribution(agents_lib.policy_params(agents, params, obs, avail),
+                            agents.action_spec)
+        return dist.mode() if greedy else dist.sample(seed=key)
+
+    return act
+
+
+def score_episode(rewards: Array, done: Array, info: dict[str, Array]) -> dict[str, Array]:
+    """Return (mean over agents), length and final info of one episode from
+    ``policy_episode``'s ``rewards [T, N]``, cumulative ``done [T]`` and ``info``.
+    An episode that did not end within the scan is scored over all its steps."""
+    steps = done.shape[0]
+    ended = jnp.any(done)
+    last = jnp.where(ended, jnp.argmax(done), steps - 1)
+    live = jnp.arange(steps) <= last
+    out = {"episode_return": jnp.sum(jnp.where(live, rewards.mean(-1), 0.0)),
+           "episode_length": (last + 1).astype(jnp.float32)}
+    for name, value in info.items():
+        if jnp.ndim(value) == 1:  # per-episode scalars (SMAX's won)
+            out[name] = value[last].astype(jnp.float32)
+    return out
+
+
+def evaluate(env: MultiAgentEnv, agents: Agents, params: Any, key: Array,
+             num_episodes: int, greedy: bool = True) -> dict[str, np.ndarray]:
+    """``num_episodes`` episodes of every run in ``params`` (leading run axis),
+    one compiled call; returns ``{name: [runs, episodes]}``."""
+    if not (isinstance(num_episodes, int) and num_episodes >= 1):
+        raise ValueError(f"num_episodes={num_episodes!r}: expected an int >= 1")
+    runs = jax.tree.leaves(params)[0].shape[0]
+
+    def one_run(run_params: Any, run_key: Array) -> dict[str, Array]:
+        act = policy_act(agents, run_params, greedy)
+
+        def one_episode(k: Array) -> dict[str, Array]:
+            _, rewards, done, info = policy_episode(env, k, act)
+            return score_episode(rewards, done, info)
+
+        return jax.vmap(one_episode)(jax.random.split(run_key, num_episodes))
+
+    out = jax.jit(jax.vmap(one_run))(params, jax.random.split(key, runs))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def load_policies(out: str | pathlib.Path) -> Policies:
+    """The agents of the latest checkpoint of a ``dpo-jax train`` output folder."""
+    out = pathlib.Path(out)
+    spec = RunSpec.load(out)
+    env = make_env(spec.env, **spec.env_kwargs)
+    programs = [p for p in plan(spec, env) if p.name == "pg"]
+    if not programs:
+        raise ValueError(f"{str(out)!r} trained only {list(spec.algos)}: IQL / IDDPG runs "
+                         f"keep no checkpoint, so there is no saved policy to load")
+    program = programs[0]
+    folder = out / CHECKPOINTS
+    done = checkpoint.latest(folder)
+    if done is None:
+        raise FileNotFoundError(f"{str(folder)!r} holds no checkpoint (was the run "
+                                f"stopped before its first one?)")
+    trainer = make_trainer(program.config, env)
+    env_arg = (env,) if env_is_pytree(env) else ()
+    in_axes = (0, 0) + ((None,) if env_arg else ())
+    init = jax.jit(jax.vmap(trainer.init, in_axes=in_axes))
+    saved_runs = checkpoint.saved_runs(folder)
+    keys, obj = program.keys, program.obj
+    if saved_runs != len(program.labels):  # padded to the device count when trained
+        pad = saved_runs - len(program.labels)
+        keys, obj = jax.tree.map(lambda x: jnp.concatenate([x, x[-1:].repeat(pad, 0)]),
+                                 (keys, obj))
+    state = init(keys, obj, *env_arg)
+    step = jax.eval_shape(jax.vmap(trainer.run, in_axes=(0, None) + in_axes[1:]),
+                          state, jnp.int32(0), obj, *env_arg)[1]
+    like = {k: jax.ShapeDtypeStruct((saved_runs, done) + v.shape[2:], v.dtype)
+            for k, v in step.items()}
+    state, _ = checkpoint.restore(folder, done, state, like)
+    params = jax.tree.map(lambda x: x[:len(program.labels)], state.agents.params)
+    agents = agents_lib.make_agents(program.config, env, trainer.num_updates)
+    return Policies(spec, env, program, agents, params, done)
+
+
+def render_episode(env: MultiAgentEnv, agents: Agents, run_params: Any, key: Array,
+                   path: str | pathlib.Path, greedy: bool = True,
+                   title: str = "") -> tuple[list[pathlib.Path], str]:
+    """One episode of one run's agents drawn to ``{path}.png`` / ``.gif``; returns
+    the files written and a message (why nothing was drawn, or what was)."""
+    act = policy_act(agents, run_params, greedy)
+    states, rewards, done, info = jax.jit(lambda k: policy_episode(env, k, act))(key)
+    score = score_episode(rewards, done, info)
+    length = int(score["episode_length"])
+    states = jax.tree.map(lambda x: x[:length + 1], states)
+    caption = f"{title} return {float(score['episode_return']):.2f}".strip()
+    if render.is_renderable(env):
+        files = render.save_episode(env, states, path, title=caption)
+        return files, f"drew {length} steps"
+    if hasattr(env, "mj_model"):
+        return render_mujoco(env, states, path)
+    return [], f"no renderer for {env.name}: evaluation only (MPE and MuJoCo tasks draw)"
+
+
+def render_mujoco(env: Any, states: Any, path: str | pathlib.Path, width: int = 320,
+                  height: int = 240, fps: Optional[int] = None
+                  ) -> tuple[list[pathlib.Path], str]:
+    """Frames of MJX states (``MaMuJoCoState``, leading time axis) drawn by
+    ``mujoco.Renderer`` into ``{path}.gif``; without an OpenGL backend returns no
+    file and a message naming what to install or set."""
+    import mujoco
+
+    try:
+        renderer = mujoco.Renderer(env.mj_model, height, width)
+    except Exception as err:  # no GL context: EGL/OSMesa/GLFW missing
+        return [], (f"MuJoCo frames skipped: mujoco.Renderer needs an OpenGL backend "
+                    f"(set MUJOCO_GL=egl with a GPU driver, or MUJOCO_GL=osmesa with "
+                    f"libosmesa installed); it failed with {type(err).__name__}: {err}")
+    from PIL import Image
+
+    data = mujoco.MjData(env.mj_model)
+    qpos, qvel = np.asarray(states.data.qpos), np.asarray(states.data.qvel)
+    images = []
+    for t in range(qpos.shape[0]):
+        data.qpos[:], data.qvel[:] = qpos[t], qvel[t]
+        mujoco.mj_forward(env.mj_model, data)
+        renderer.update_scene(data)
+        images.append(Image.fromarray(renderer.render()))
+    renderer.close()
+    gif = pathlib.Path(path).with_suffix(".gif")
+    gif.parent.mkdir(parents=True, exist_ok=True)
+    fps = fps or max(1, round(1 / env.dt))
+    images[0].save(gif, save_all=True, append_images=images[1:], duration=1000 // fps,
+                   loop=0)
+    return [gif], f"drew {len(images)} MuJoCo frames"

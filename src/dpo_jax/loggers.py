@@ -1,0 +1,293 @@
+"""Metric loggers fed from the host after each chunk of updates.
+
+The training program never writes anything: ``experiments.run`` hands each
+logger the metrics of the chunk it has just run (``[runs, updates, ...]`` numpy
+arrays, ``env_steps`` already the exact int64 count) with the index of the
+chunk's first update. A run in one piece (no ``chunk_updates``, the baselines)
+feeds its loggers once, at the end.
+
+- :class:`JsonlLogger` (always, in the CLI): one JSON object per run and update,
+  the run's labels (algorithm, ``d_target``, seed, ...) included, per-agent
+  metrics as lists, NaN as ``null``.
+- :class:`CsvLogger` (always, in the CLI): the same rows with per-agent metrics
+  averaged over agents, one column per metric.
+- :class:`TensorBoardLogger` (``pip install "dpo-jax[tensorboard]"``): one
+  tensorboardX event folder per run, scalars against the update index
+  (``env_steps`` is one of them).
+- :class:`WandbLogger` (``pip install "dpo-jax[wandb]"``): one W&B run per
+  training run, grouped; ``WANDB_MODE=offline`` works without an account.
+
+On resume (``start(first_update)`` with ``first_update > 0``) the file loggers
+drop the rows of updates at or after ``first_update`` (written after the last
+checkpoint, before a stop) so that every update appears once.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import pathlib
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+Labels = Mapping[str, Any]
+SKIPPED = ("update",)  # the row index itself
+
+
+def run_name(labels: Labels) -> str:
+    """A file-safe name of one run from its labels, e.g. ``dpo_d0p01_s0``."""
+    parts = []
+    for key, value in labels.items():
+        if value is None:
+            continue
+        if key == "seed":
+            parts.append(f"s{value}")
+        elif key == "d_target":  # no dot: the name is also a file stem
+            parts.append(f"d{value:g}".replace(".", "p"))
+        else:
+            parts.append(str(value))
+    return "_".join(parts) or "run"
+
+
+def _scalar(x: Any) -> Optional[float | int]:
+    # float32 as its shortest decimal (0.01, not 0.009999999776482582)
+    value = float(str(x)) if isinstance(x, np.float32) else (
+        x.item() if isinstance(x, np.generic) else x)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _plain(x: np.ndarray) -> Any:
+    """A metric value of one run and update as JSON: a number, ``None`` for NaN/inf,
+    or a (nested) list for per-agent values."""
+    if x.ndim == 0:
+        return _scalar(x[()])
+    return [_plain(v) for v in x]
+
+
+def _agent_mean(x: np.ndarray) -> float:
+    """The mean over trailing (agent) axes, NaN-aware, as a float."""
+    flat = np.asarray(x, np.float64).reshape(-1)
+    finite = flat[np.isfinite(flat)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+class Logger:
+    """Receives each chunk's metrics. Subclasses override ``write``."""
+
+    def __init__(self, labels: Sequence[Labels]) -> None:
+        self.labels = [dict(lab) for lab in labels]
+
+    def start(self, first_update: int) -> None:
+        """Called once before the first chunk; ``first_update`` > 0 on resume."""
+
+    def write(self, first_update: int, metrics: Mapping[str, np.ndarray]) -> None:
+        """Metrics of updates ``first_update ..`` of every run, leaves ``[runs, K, ...]``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Flush and release files or services."""
+
+    def _check(self, metrics: Mapping[str, np.ndarray]) -> int:
+        runs = {np.shape(v)[0] for v in metrics.values()}
+        if runs != {len(self.labels)}:
+            raise ValueError(f"{type(self).__name__}: metrics have leading (run) sizes "
+                             f"{sorted(runs)}, but {len(self.labels)} runs are labelled")
+        return int(np.shape(metrics["env_steps"])[1])
+
+
+class _FileLogger(Logger):
+    """A file of rows keyed by ``update``; ``start`` keeps the rows before it."""
+
+    def __init__(self, path: str | pathlib.Path, labels: Sequence[Labels]) -> None:
+        super().__init__(labels)
+        self.path = pathlib.Path(path)
+
+    def start(self, first_update: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if first_update == 0 or not self.path.exists():
+            self.path.write_text("")
+            return
+        self._keep_before(first_update)
+
+    def _keep_before(self, first_update: int) -> None:
+        raise NotImplementedError
+
+
+class JsonlLogger(_FileLogger):
+    """``metrics.jsonl``: one object per run and update (see the module docstring)."""
+
+    def write(self, first_update: int, metrics: Mapping[str, np.ndarray]) -> None:
+        count = self._check(metrics)
+        names = sorted(k for k in metrics if k not in SKIPPED)
+        with self.path.open("a") as f:
+            for k in range(count):
+                for r, labels in enumerate(self.labels):
+                    row = {"run": r, **labels, "update": first_update + k}
+                    row.update({n: _plain(np.asarray(metrics[n][r, k])) for n in names})
+                    f.write(json.dumps(row, allow_nan=False) + "\n")
+
+    def _keep_before(self, first_update: int) -> None:
+        lines = self.path.read_text().splitlines()
+        kept = [line for line in lines if line and json.loads(line)["update"] < first_update]
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+
+def read_jsonl(path: str | pathlib.Path) -> list[dict[str, Any]]:
+    """The rows of a ``metrics.jsonl`` file."""
+    return [json.loads(line) for line in pathlib.Path(path).read_text().splitlines() if line]
+
+
+class CsvLogger(_FileLogger):
+    """``metrics.csv``: the JSONL rows with per-agent metrics averaged over agents."""
+
+    def __init__(self, path: str | pathlib.Path, labels: Sequence[Labels]) -> None:
+        super().__init__(path, labels)
+        self._columns: Optional[list[str]] = None
+
+    def write(self, first_update: int, metrics: Mapping[str, np.ndarray]) -> None:
+        count = self._check(metrics)
+        names = sorted(k for k in metrics if k not in SKIPPED)
+        label_keys = list(self.labels[0]) if self.labels else []
+        columns = ["run", *label_keys, "update", *names]
+        new_file = self.path.stat().st_size == 0
+        if self._columns is None:
+            self._columns = columns
+        elif columns != self._columns:
+            raise ValueError(f"CsvLogger: the metric names changed between chunks "
+                             f"({self._columns} -> {columns})")
+        with self.path.open("a", newline="") as f:
+            writer = csv.writer(f)
+            if new_file:
+                writer.writerow(columns)
+            for k in range(count):
+                for r, labels in enumerate(self.labels):
+                    values = [_agent_mean(metrics[n][r, k]) for n in names]
+                    writer.writerow([r, *labels.values(), first_update + k,
+                                     *(f"{v:.8g}" for v in values)])
+
+    def _keep_before(self, first_update: int) -> None:
+        with self.path.open(newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return
+        header, body = rows[0], rows[1:]
+        at = header.index("update")
+        kept = [row for row in body if int(row[at]) < first_update]
+        self._columns = header
+        with self.path.open("w", newline="") as f:
+            csv.writer(f).writerows([header, *kept])
+
+
+def _require(module: str, extra: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"the {extra} logger needs {module!r}: pip install "
+                          f"\"dpo-jax[{extra}]\"") from None
+
+
+class TensorBoardLogger(Logger):
+    """One tensorboardX event folder per run under ``log_dir``; every metric (mean
+    over agents) as a scalar against the update index."""
+
+    def __init__(self, log_dir: str | pathlib.Path, labels: Sequence[Labels]) -> None:
+        super().__init__(labels)
+        self.log_dir = pathlib.Path(log_dir)
+        self._tbx = _require("tensorboardX", "tensorboard")
+        self._writers: list[Any] = []
+
+    def start(self, first_update: int) -> None:
+        # purge_step drops events at or after the first update to come (a resume)
+        self._writers = [
+            self._tbx.SummaryWriter(str(self.log_dir / run_name(lab)),
+                                    purge_step=first_update or None)
+            for lab in self.labels]
+
+    def write(self, first_update: int, metrics: Mapping[str, np.ndarray]) -> None:
+        count = self._check(metrics)
+        names = sorted(k for k in metrics if k not in SKIPPED)
+        for r, writer in enumerate(self._writers):
+            for k in range(count):
+                update = first_update + k
+                for n in names:
+                    value = _agent_mean(metrics[n][r, k])
+                    if math.isfinite(value):
+                        writer.add_scalar(n, value, global_step=update)
+            writer.flush()
+
+    def close(self) -> None:
+        for writer in self._writers:
+            writer.close()
+
+
+class WandbLogger(Logger):
+    """One Weights & Biases run per training run, in group ``group``, with the
+    config and labels; metrics (mean over agents) logged at step = update. The run
+    ids are kept in ``{out}/wandb_ids.json`` so that a resume continues the same
+    W&B runs. Set ``WANDB_MODE=offline`` to log without an account."""
+
+    def __init__(self, out: str | pathlib.Path, labels: Sequence[Labels], *,
+                 project: str = "dpo-jax", group: Optional[str] = None,
+                 config: Optional[Mapping[str, Any]] = None) -> None:
+        super().__init__(labels)
+        self._wandb = _require("wandb", "wandb")
+        self.out = pathlib.Path(out)
+        self.project, self.group = project, group or self.out.name
+        self.config = dict(config or {})
+        self._runs: list[Any] = []
+
+    def start(self, first_update: int) -> None:
+        ids_path = self.out / "wandb_ids.json"
+        ids = json.loads(ids_path.read_text()) if ids_path.exists() and first_update else {}
+        for lab in self.labels:
+            name = run_name(lab)
+            run = self._wandb.init(
+                project=self.project, group=self.group, name=name, id=ids.get(name),
+                resume="allow" if ids.get(name) else None, dir=str(self.out),
+                config={**self.config, **lab}, reinit="create_new")
+            ids[name] = run.id
+            self._runs.append(run)
+        self.out.mkdir(parents=True, exist_ok=True)
+        ids_path.write_text(json.dumps(ids, indent=1))
+
+    def write(self, first_update: int, metrics: Mapping[str, np.ndarray]) -> None:
+        count = self._check(metrics)
+        names = sorted(k for k in metrics if k not in SKIPPED)
+        for r, run in enumerate(self._runs):
+            for k in range(count):
+                row = {n: _agent_mean(metrics[n][r, k]) for n in names}
+                run.log({n: v for n, v in row.items() if math.isfinite(v)},
+                        step=first_update + k)
+
+    def close(self) -> None:
+        for run in self._runs:
+            run.finish()
+        self._runs = []
+
+
+LOGGERS = ("tensorboard", "wandb")
+"""The optional loggers ``make_loggers`` adds by name (JSONL and CSV are always on)."""
+
+
+def make_loggers(out: str | pathlib.Path, labels: Sequence[Labels],
+                 extra: Sequence[str] = (), config: Optional[Mapping[str, Any]] = None,
+                 prefix: str = "metrics") -> list[Logger]:
+    """``{out}/{prefix}.jsonl`` and ``.csv`` loggers, plus each of ``extra``
+    (``"tensorboard"``: ``{out}/tensorboard/<run>``; ``"wandb"``)."""
+    out = pathlib.Path(out)
+    unknown = sorted(set(extra) - set(LOGGERS))
+    if unknown:
+        raise ValueError(f"unknown logger(s) {unknown}: expected any of {LOGGERS}")
+    loggers: list[Logger] = [JsonlLogger(out / f"{prefix}.jsonl", labels),
+                             CsvLogger(out / f"{prefix}.csv", labels)]
+    if "tensorboard" in extra:
+        loggers.append(TensorBoardLogger(out / "tensorboard", labels))
+    if "wandb" in extra:
+        loggers.append(WandbLogger(out, labels, config=config))
+    return loggers

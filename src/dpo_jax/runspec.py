@@ -1,0 +1,138 @@
+"""What a training job is, as data: env, config, algorithms, ``d_target`` values, seeds.
+
+The CLI writes a :class:`RunSpec` to ``{out}/spec.json`` before training; ``dpo-jax
+eval`` and ``dpo-jax plot`` read it back, and :func:`plan` rebuilds from it exactly
+the env, config, keys and objective parameters the training used (so a saved
+checkpoint can be restored into a state of the right shape).
+
+Sweep layout: the policy-gradient members of ``algos`` x ``d_targets`` x
+``seeds`` train as ONE compiled program (the algorithm and ``d_target`` are data,
+``ObjectiveParams``); IPPO does not use ``d_target`` and gets one entry whatever
+``d_targets`` holds. Every entry reuses the same ``seeds`` keys (common random
+numbers across algorithms). IQL / IDDPG, each its own program, run after it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Any, Mapping, NamedTuple, Optional
+
+import jax
+
+from dpo_jax.config import ALGORITHMS, BASELINE_ALGORITHMS, TrainConfig
+from dpo_jax.envs import make_env
+from dpo_jax.envs.base import MultiAgentEnv
+from dpo_jax.objectives import ObjectiveParams, objective_params, stack_params
+
+SPEC_FILE = "spec.json"
+USES_D_TARGET = ("dpo", "ippo_kl", "dpo_no_sqrt", "dpo_no_kl")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One training job: ``env`` (a registered name) built with ``env_kwargs``,
+    ``config`` (its ``algo`` and ``d_target`` are the defaults of ``algos`` and
+    ``d_targets``), ``seeds`` runs per entry from base seed ``seed``."""
+
+    env: str
+    env_kwargs: Mapping[str, Any]
+    config: TrainConfig
+    algos: tuple[str, ...] = ()
+    d_targets: tuple[float, ...] = ()
+    seeds: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        algos = self.algos or (self.config.algo,)
+        allowed = ALGORITHMS + BASELINE_ALGORITHMS
+        unknown = [a for a in algos if a not in allowed]
+        if unknown:
+            raise ValueError(f"unknown algorithm(s) {unknown}: expected any of {allowed}")
+        if len(set(algos)) != len(algos):
+            raise ValueError(f"algos {list(algos)} name an algorithm twice")
+        if not (isinstance(self.seeds, int) and self.seeds >= 1):
+            raise ValueError(f"seeds={self.seeds!r}: expected an int >= 1")
+        for d in self.d_targets:
+            TrainConfig(d_target=d)  # the config's own check, with its message
+        object.__setattr__(self, "algos", tuple(algos))
+        object.__setattr__(self, "d_targets", tuple(float(d) for d in self.d_targets))
+        object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (``from_json`` reads it back)."""
+        return {"env": self.env, "env_kwargs": dict(self.env_kwargs),
+                "config": dataclasses.asdict(self.config), "algos": list(self.algos),
+                "d_targets": list(self.d_targets), "seeds": self.seeds, "seed": self.seed}
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> "RunSpec":
+        return RunSpec(env=data["env"], env_kwargs=data["env_kwargs"],
+                       config=TrainConfig(**data["config"]), algos=tuple(data["algos"]),
+                       d_targets=tuple(data["d_targets"]), seeds=data["seeds"],
+                       seed=data["seed"])
+
+    def save(self, out: str | pathlib.Path) -> pathlib.Path:
+        path = pathlib.Path(out) / SPEC_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=1))
+        return path
+
+    @staticmethod
+    def load(out: str | pathlib.Path) -> "RunSpec":
+        path = pathlib.Path(out) / SPEC_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{str(out)!r} holds no {SPEC_FILE}: not an output "
+                                    f"folder of `dpo-jax train`")
+        return RunSpec.from_json(json.loads(path.read_text()))
+
+
+class Program(NamedTuple):
+    """One compiled training program of a job: ``name`` (``"pg"`` for the policy-
+    gradient sweep, else the baseline's algorithm), its config, keys, objective
+    parameters (``None`` for baselines) and one label dict per run (``seed``: the
+    index of the run's key among the ``seeds`` keys of the base seed)."""
+
+    name: str
+    config: TrainConfig
+    keys: jax.Array
+    obj: Optional[ObjectiveParams]
+    labels: list[dict[str, Any]]
+
+
+def entries(spec: RunSpec) -> list[tuple[str, Optional[float]]]:
+    """The sweep entries ``(algo, d_target)`` of the policy-gradient program; IPPO's
+    ``d_target`` is ``None`` (unused)."""
+    d_targets = spec.d_targets or (spec.config.d_target,)
+    out: list[tuple[str, Optional[float]]] = []
+    for algo in spec.algos:
+        if algo in BASELINE_ALGORITHMS:
+            continue
+        out += [(algo, d) for d in d_targets] if algo in USES_D_TARGET else [(algo, None)]
+    return out
+
+
+def plan(spec: RunSpec, env: Optional[MultiAgentEnv] = None) -> list[Program]:
+    """The job's programs, in training order (see the module docstring)."""
+    env = make_env(spec.env, **spec.env_kwargs) if env is None else env
+    keys = jax.random.split(jax.random.key(spec.seed), spec.seeds)
+    programs = []
+    pg = entries(spec)
+    if pg:
+        cfg = spec.config.replace(algo=pg[0][0])
+        obj = stack_params([
+            objective_params(cfg, env.num_agents, algo=a,
+                             **({} if d is None else {"d_target": d}))
+            for a, d in pg for _ in range(spec.seeds)])
+        labels = [{"algo": a, "d_target": d, "seed": s}
+                  for a, d in pg for s in range(spec.seeds)]
+        programs.append(Program("pg", cfg, jax.numpy.concatenate([keys] * len(pg)), obj,
+                                labels))
+    for algo in spec.algos:
+        if algo in BASELINE_ALGORITHMS:
+            labels = [{"algo": algo, "d_target": None, "seed": s}
+                      for s in range(spec.seeds)]
+            programs.append(Program(algo, spec.config.replace(algo=algo), keys, None,
+                                    labels))
+    return programs
