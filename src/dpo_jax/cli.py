@@ -393,10 +393,10 @@ def plot_command(args: PlotArgs) -> int:
     if args.normalization not in stats.NORMALIZATIONS:
         raise UsageError(f"--normalization {args.normalization!r}: expected one of "
                          f"{stats.NORMALIZATIONS}")
-    to = experiments.prepare_out_dir(args.to or args.outs[0] / "stats")
     raw: dict[str, dict[str, np.ndarray]] = {}
     random: dict[str, float] = {}
-    for out in args.outs:
+    loaded = []
+    for out in args.outs:  # every folder read before anything is written
         task, scores, curves = load_scores(out, args.metric, args.last_fraction)
         if any(task in by_task for by_task in raw.values()):
             task = f"{task} ({out.name})"
@@ -405,6 +405,9 @@ def plot_command(args: PlotArgs) -> int:
             random[task] = json.loads(summary.read_text())["random_return"]
         for name, values in scores.items():
             raw.setdefault(name, {})[task] = values
+        loaded.append((out, task, curves))
+    to = experiments.prepare_out_dir(args.to or args.outs[0] / "stats")
+    for out, task, curves in loaded:
         experiments.plot_curves(to / f"curves_{out.name}.png", curves, title=task,
                                 ylabel=args.metric,
                                 hlines={"random policy": random[task]} if task in random

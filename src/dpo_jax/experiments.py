@@ -55,10 +55,12 @@ def mean_ci95(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean over axis 0 and the half-width of its 95% confidence interval."""
     values = np.asarray(values, dtype=np.float64)
     n = values.shape[0]
-    mean = np.nanmean(values, axis=0)
-    if n < 2:
-        return mean, np.zeros_like(mean)
-    sem = np.nanstd(values, axis=0, ddof=1) / math.sqrt(n)
+    with warnings.catch_warnings():  # all-NaN columns (no episode ended yet) stay NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(values, axis=0)
+        if n < 2:
+            return mean, np.zeros_like(mean)
+        sem = np.nanstd(values, axis=0, ddof=1) / math.sqrt(n)
     return mean, t95(n) * sem
 
 

@@ -11,8 +11,8 @@ resampled within each task):
 - ``improvement``: P(X > Y), the probability that a run of X beats a run of Y on
   a task (Mann-Whitney U / (n m), averaged over tasks), e.g. DPO over IPPO.
 
-``plot`` draws the three rliable figures. Bootstrap draws use a seeded
-``RandomState``, so a result file is reproducible.
+``plot`` draws the three rliable figures. The bootstrap is seeded (``seed``), so
+a result file is reproducible.
 """
 
 from __future__ import annotations
@@ -90,12 +90,20 @@ def normalize(scores: Mapping[str, Mapping[str, np.ndarray]], how: str = "minmax
 
 
 @contextlib.contextmanager
-def _quiet_bootstrap():
-    """rliable passes ``random_state`` to arch, which warns that it is deprecated."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="random_state is deprecated",
-                                category=FutureWarning)
-        yield
+def _seeded_bootstrap(seed: int):
+    """rliable's stratified bootstrap draws its indices from numpy's global
+    generator (``np.random.choice``; the ``random_state`` it passes to arch is
+    not used for them), so it is seeded here and its previous state restored.
+    arch's warning about the deprecated ``random_state`` is silenced."""
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="random_state is deprecated",
+                                    category=FutureWarning)
+            yield
+    finally:
+        np.random.set_state(saved)
 
 
 def _iqm_etc(x: np.ndarray) -> np.ndarray:
@@ -111,7 +119,7 @@ def aggregate(scores: Scores, reps: int = 10_000, seed: int = 0
     stratified-bootstrap CIs."""
     from rliable import library as rly
 
-    with _quiet_bootstrap():
+    with _seeded_bootstrap(seed):
         points, intervals = rly.get_interval_estimates(
             dict(scores), _iqm_etc, reps=reps, random_state=np.random.RandomState(seed))
     return {algo: {name: (float(points[algo][i]), float(intervals[algo][0, i]),
@@ -131,7 +139,7 @@ def performance_profile(scores: Scores, taus: Optional[Sequence[float]] = None,
     taus = np.asarray(taus, np.float64)
     # create_performance_profile takes no random_state: its profile function
     # (fraction of runs, over all tasks, scoring above each tau), seeded bootstrap
-    with _quiet_bootstrap():
+    with _seeded_bootstrap(seed):
         profiles, cis = rly.get_interval_estimates(
             dict(scores), lambda x: rly.score_distributions(x, taus),
             reps=reps, random_state=np.random.RandomState(seed))
@@ -155,7 +163,7 @@ def improvement(scores: Scores, pairs: Sequence[tuple[str, str]], reps: int = 2_
                 raise ValueError(f"probability of improvement: no scores for {algo!r} "
                                  f"(have {sorted(scores)})")
     data = {f"{x},{y}": (scores[x], scores[y]) for x, y in pairs}
-    with _quiet_bootstrap():
+    with _seeded_bootstrap(seed):
         points, intervals = rly.get_interval_estimates(
             data, metrics.probability_of_improvement, reps=reps,
             random_state=np.random.RandomState(seed))
