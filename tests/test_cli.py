@@ -7,7 +7,6 @@ bad flags are named with the allowed values."""
 from __future__ import annotations
 
 import json
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -219,6 +218,7 @@ def test_runspec_plan_layout():
     # common random numbers: every entry reuses the same seed keys
     data = np.asarray(jax.random.key_data(pg.keys))
     np.testing.assert_array_equal(data[:3], data[3:6])
-    assert iql.name == "iql" and iql.obj is None and iql.config.algo == "iql"
+    assert iql.name == "iql" and iql.obj is None
+    assert iql.config == dpo_jax.IQLConfig(total_timesteps=1000, num_envs=4)
     with pytest.raises(ValueError, match="twice"):
         runspec.RunSpec("mpe_spread", {}, cfg, algos=("dpo", "dpo"))

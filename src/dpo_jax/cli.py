@@ -18,8 +18,9 @@ program for all policy-gradient entries x seeds), checkpoints every
 (``metrics.jsonl`` / ``metrics.csv`` always; ``--log tensorboard wandb``).
 
 An output folder holds ``spec.json`` (the job: ``dpo_jax.runspec``),
-``checkpoints/``, the metric logs, ``summary.json`` and ``learning_curve.png``;
-``eval`` and ``plot`` read it. Bad input is reported with the flag's name and the
+``checkpoints/`` (IQL / IDDPG: ``checkpoints_<algo>/``), the metric logs
+(``metrics.jsonl``, ``metrics_<algo>.jsonl``, ...), ``summary.json`` and
+``learning_curve.png``; ``eval`` (policy-gradient agents) and ``plot`` read it. Bad input is reported with the flag's name and the
 allowed values, before anything compiles.
 """
 
@@ -248,21 +249,15 @@ def train(args: Any) -> int:
                          key=lambda e: [lab["algo"] for lab in program.labels].index(e[0]))
         print(f"\n{program.name}: {len(program.labels)} runs ({len(entries)} entries x "
               f"{spec.seeds} seeds), {n_updates} updates", flush=True)
-        prefix = "metrics" if program.name == "pg" else f"metrics_{program.name}"
-        kw: dict[str, Any] = {}
-        if program.name == "pg":
-            every = args.checkpoint_every or max(1, math.ceil(n_updates / 10))
-            kw = dict(checkpoint_dir=out / "checkpoints", checkpoint_every=every,
-                      resume=args.resume, stop_after=args.stop_after)
-        elif args.resume and (out / f"{prefix}.jsonl").exists() and (
-                out / "summary.json").exists():
-            print(f"  {program.name}: already trained (in {prefix}.jsonl), skipped")
-            continue
-        logs = loggers.make_loggers(out, program.labels, args.log, prefix=prefix,
+        suffix = "" if program.name == "pg" else f"_{program.name}"
+        every = args.checkpoint_every or max(1, math.ceil(n_updates / 10))
+        logs = loggers.make_loggers(out, program.labels, args.log, prefix=f"metrics{suffix}",
                                     config=spec.to_json())
         run = experiments.run(program.config, env, program.keys, obj=program.obj,
                               progress=args.progress or False, shard=args.shard,
-                              loggers=logs, **kw)
+                              loggers=logs, checkpoint_dir=out / f"checkpoints{suffix}",
+                              checkpoint_every=every, resume=args.resume,
+                              stop_after=args.stop_after)
         done = run.metrics["episode_return"].shape[1]
         record = {"updates_done": done, "num_updates": n_updates,
                   "compile_s": run.compile_s, "run_s": run.run_s,

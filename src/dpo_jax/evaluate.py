@@ -107,8 +107,9 @@ def load_policies(out: str | pathlib.Path) -> Policies:
     env = make_env(spec.env, **spec.env_kwargs)
     programs = [p for p in plan(spec, env) if p.name == "pg"]
     if not programs:
-        raise ValueError(f"{str(out)!r} trained only {list(spec.algos)}: IQL / IDDPG runs "
-                         f"keep no checkpoint, so there is no saved policy to load")
+        raise ValueError(f"{str(out)!r} trained only {list(spec.algos)}: evaluation loads "
+                         f"policy-gradient agents; IQL / IDDPG checkpoints (in "
+                         f"checkpoints_<algo>/) resume training but are not evaluated here")
     program = programs[0]
     folder = out / CHECKPOINTS
     done = checkpoint.latest(folder)

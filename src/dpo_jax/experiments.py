@@ -190,7 +190,8 @@ def run(
     with a matching leading axis). ``progress``: False, True (every update) or a
     print interval in updates. Compile and run times are measured separately.
 
-    Checkpoints (policy-gradient family): with ``checkpoint_dir`` the updates run in
+    Checkpoints (every trainer: the policy-gradient family, IQL, IDDPG, whose
+    states include their replay buffers): with ``checkpoint_dir`` the updates run in
     chunks of ``checkpoint_every`` (default: all of them) by one compiled program
     called repeatedly (``train.make_trainer``), and after each chunk the state of
     every run and the metrics so far are saved there with orbax
@@ -268,12 +269,6 @@ def run(
     chunk_updates = checkpoint_every if chunk_updates is None else chunk_updates
     if checkpoint_dir is None and (resume or stop_after is not None):
         raise ValueError("resume and stop_after need checkpoint_dir")
-    if checkpoint_dir is not None and not isinstance(cfg, TrainConfig):
-        raise ValueError(f"checkpoints support the policy-gradient family; algo="
-                         f"{cfg.algo!r} runs in one piece: pass checkpoint_dir=None")
-    if chunk_updates is not None and not isinstance(cfg, TrainConfig):
-        raise ValueError(f"chunks (chunk_updates / checkpoint_every) support the "
-                         f"policy-gradient family; algo={cfg.algo!r} runs in one piece")
     loggers = list(loggers) if sharding.is_main_process() else []
     obj_axis = None if obj is None else 0
     described = None if checkpoint_dir is None else {  # from the host inputs, unplaced
@@ -345,7 +340,7 @@ def _finish(cfg: AnyConfig, result: Any, num_runs: int, compile_s: float,
                      env_steps_per_s=total_steps / run_s if run_s > 0 else float("nan"))
 
 
-def _run_in_chunks(cfg: TrainConfig, env: MultiAgentEnv, args: tuple, obj_axis: Any,
+def _run_in_chunks(cfg: AnyConfig, env: MultiAgentEnv, args: tuple, obj_axis: Any,
                    env_as_arg: bool, num_runs: int, padded: int, printer: Any,
                    constrain: Any, folder: Optional[pathlib.Path], every: Optional[int],
                    resume: bool, stop_after: Optional[int],

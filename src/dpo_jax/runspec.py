@@ -9,7 +9,8 @@ Sweep layout: the policy-gradient members of ``algos`` x ``d_targets`` x
 ``seeds`` train as ONE compiled program (the algorithm and ``d_target`` are data,
 ``ObjectiveParams``); IPPO does not use ``d_target`` and gets one entry whatever
 ``d_targets`` holds. Every entry reuses the same ``seeds`` keys (common random
-numbers across algorithms). IQL / IDDPG, each its own program, run after it.
+numbers across algorithms). IQL / IDDPG, each its own program, run after it with
+the config fields they take over (``baseline_config``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Mapping, NamedTuple, Optional
 
 import jax
 
+from dpo_jax.baselines.config import BaselineConfig, from_train_config, used_fields
 from dpo_jax.config import ALGORITHMS, BASELINE_ALGORITHMS, TrainConfig
 from dpo_jax.envs import make_env
 from dpo_jax.envs.base import MultiAgentEnv
@@ -95,7 +97,7 @@ class Program(NamedTuple):
     index of the run's key among the ``seeds`` keys of the base seed)."""
 
     name: str
-    config: TrainConfig
+    config: TrainConfig | BaselineConfig
     keys: jax.Array
     obj: Optional[ObjectiveParams]
     labels: list[dict[str, Any]]
@@ -133,6 +135,14 @@ def plan(spec: RunSpec, env: Optional[MultiAgentEnv] = None) -> list[Program]:
         if algo in BASELINE_ALGORITHMS:
             labels = [{"algo": algo, "d_target": None, "seed": s}
                       for s in range(spec.seeds)]
-            programs.append(Program(algo, spec.config.replace(algo=algo), keys, None,
+            programs.append(Program(algo, baseline_config(spec.config, algo), keys, None,
                                     labels))
     return programs
+
+
+def baseline_config(cfg: TrainConfig, algo: str) -> BaselineConfig:
+    """IQL's / IDDPG's config from the job's ``TrainConfig``: the fields it takes
+    over (``baselines.config.used_fields``), the rest its own defaults; the
+    policy-gradient fields of the job (epochs, d_target, ...) are not for it."""
+    base = TrainConfig(algo=algo, **{f: getattr(cfg, f) for f in used_fields(algo)})
+    return from_train_config(base)

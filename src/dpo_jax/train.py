@@ -37,13 +37,14 @@ from dpo_jax.baselines import (
     BaselineResult,
     IDDPGConfig,
     IQLConfig,
-    make_train_iddpg,
-    make_train_iql,
+    make_trainer_iddpg,
+    make_trainer_iql,
     num_updates_iddpg,
     num_updates_iql,
 )
 from dpo_jax.baselines.config import from_train_config
-from dpo_jax.config import BASELINE_ALGORITHMS, TrainConfig, is_int
+from dpo_jax.chunks import Trainer, chunked_trainer
+from dpo_jax.config import BASELINE_ALGORITHMS, TrainConfig
 from dpo_jax.envs.base import MultiAgentEnv, validate_env
 from dpo_jax.memory import check_memory
 from dpo_jax.networks import action_probs, distribution, kl_divergence
@@ -395,6 +396,17 @@ def make_train(
 
     ``experiments.run`` does this for you.
     """
+    return make_trainer(cfg, env, progress=progress, env_constraint=env_constraint).train
+
+
+def make_trainer(
+    cfg: AnyConfig, env: MultiAgentEnv, chunk_updates: Optional[int] = None,
+    progress: Optional[ProgressFn] = None, env_constraint: EnvConstraint = no_constraint,
+) -> Trainer:
+    """The trainer of ``cfg`` as :class:`Trainer` pieces (the policy-gradient
+    family, or IQL / IDDPG as ``make_train`` selects them); ``chunk_updates``
+    (default: all) is how many updates one ``run`` call performs. Arguments as
+    :func:`make_train`."""
     cfg = resolve_config(cfg)
     validate_env(env)
     if env_constraint is not no_constraint and not isinstance(cfg, TrainConfig):
@@ -402,52 +414,9 @@ def make_train(
                          f"policy-gradient family only, not algo={cfg.algo!r}: shard the "
                          f"run axis instead")
     if isinstance(cfg, IQLConfig):
-        return make_train_iql(cfg, env, progress)
+        return make_trainer_iql(cfg, env, chunk_updates, progress)
     if isinstance(cfg, IDDPGConfig):
-        return make_train_iddpg(cfg, env, progress)
-    return make_trainer(cfg, env, progress=progress, env_constraint=env_constraint).train
-
-
-class Trainer(NamedTuple):
-    """A policy-gradient training run in pieces (``make_trainer``), all pure.
-
-    - ``init(key, obj=None, env=env) -> TrainState``: the state before update 0.
-    - ``run(state, start, obj=None, env=env) -> (TrainState, metrics)``: updates
-      ``start .. start + chunk_updates - 1`` (``start`` may be traced, so one
-      compile serves every chunk); metric leaves ``[chunk_updates, ...]``.
-    - ``train(key, obj=None, env=env) -> TrainResult``: ``init`` then all
-      ``num_updates`` updates in one scan (what ``make_train`` returns).
-    - ``result(state, metrics) -> TrainResult``.
-
-    Running ``init`` and then ``run`` chunk after chunk executes the same update
-    function on the same carry as ``train``: on CPU the metrics are identical
-    (tested in ``tests/test_checkpoint.py``).
-    """
-
-    init: Callable[..., TrainState]
-    run: Callable[..., tuple[TrainState, dict[str, Array]]]
-    train: Callable[..., TrainResult]
-    num_updates: int
-    chunk_updates: int
-
-    @staticmethod
-    def result(state: TrainState, metrics: dict[str, Array]) -> TrainResult:
-        """The ``TrainResult`` of a final state and its (concatenated) metrics."""
-        return TrainResult(state.agents, state.beta_sqrt, state.beta_kl, metrics)
-
-
-def make_trainer(
-    cfg: TrainConfig, env: MultiAgentEnv, chunk_updates: Optional[int] = None,
-    progress: Optional[ProgressFn] = None, env_constraint: EnvConstraint = no_constraint,
-) -> Trainer:
-    """The policy-gradient trainer as :class:`Trainer` pieces; ``chunk_updates``
-    (default: all) is how many updates one ``run`` call performs. Arguments as
-    :func:`make_train`."""
-    cfg = resolve_config(cfg)
-    if not isinstance(cfg, TrainConfig):
-        raise ValueError(f"make_trainer builds the policy-gradient family; algo="
-                         f"{cfg.algo!r} has no chunked trainer: use make_train")
-    validate_env(env)
+        return make_trainer_iddpg(cfg, env, chunk_updates, progress)
     num_steps = rollout_length(cfg, env)
     cfg.check_batch(num_steps)
     check_memory(cfg, env, num_steps)
@@ -512,11 +481,6 @@ def make_trainer(
                                last_episode, finite, key)
         return new_state, metrics
 
-    chunk = n_updates if chunk_updates is None else chunk_updates
-    if not is_int(chunk) or not 1 <= chunk <= n_updates:
-        raise ValueError(f"chunk_updates={chunk_updates!r}: expected an int in [1, "
-                         f"num_updates={n_updates}]")
-
     def init(key: Array, obj: Optional[ObjectiveParams] = None,
              env: MultiAgentEnv = env) -> TrainState:
         obj = default_obj if obj is None else validate_objective_params(obj)
@@ -535,18 +499,11 @@ def make_trainer(
         )
         return state
 
-    def run_updates(state: TrainState, indices: Array, obj: Optional[ObjectiveParams],
-                    env: MultiAgentEnv) -> tuple[TrainState, dict[str, Array]]:
-        obj = default_obj if obj is None else validate_objective_params(obj)
-        return jax.lax.scan(lambda s, i: update(s, i, obj, env), state, indices)
+    def prepare_obj(obj: Optional[ObjectiveParams]) -> ObjectiveParams:
+        return default_obj if obj is None else validate_objective_params(obj)
 
-    def run(state: TrainState, start: Array, obj: Optional[ObjectiveParams] = None,
-            env: MultiAgentEnv = env) -> tuple[TrainState, dict[str, Array]]:
-        return run_updates(state, start + jnp.arange(chunk), obj, env)
+    def result(state: TrainState, metrics: dict[str, Array]) -> TrainResult:
+        return TrainResult(state.agents, state.beta_sqrt, state.beta_kl, metrics)
 
-    def train(key: Array, obj: Optional[ObjectiveParams] = None,
-              env: MultiAgentEnv = env) -> TrainResult:
-        state, metrics = run_updates(init(key, obj, env), jnp.arange(n_updates), obj, env)
-        return Trainer.result(state, metrics)
+    return chunked_trainer(init, update, n_updates, chunk_updates, result, env, prepare_obj)
 
-    return Trainer(init, run, train, n_updates, chunk)

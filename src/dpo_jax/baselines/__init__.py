@@ -13,10 +13,10 @@ and reports the PPO trainer's metric names::
 
 from dpo_jax.baselines.common import BaselineResult
 from dpo_jax.baselines.config import IDDPGConfig, IQLConfig
-from dpo_jax.baselines.iddpg import make_train_iddpg, num_updates_iddpg
-from dpo_jax.baselines.iql import make_train_iql, num_updates_iql
+from dpo_jax.baselines.iddpg import make_train_iddpg, make_trainer_iddpg, num_updates_iddpg
+from dpo_jax.baselines.iql import make_train_iql, make_trainer_iql, num_updates_iql
 
 __all__ = [
     "BaselineResult", "IDDPGConfig", "IQLConfig", "make_train_iddpg", "make_train_iql",
-    "num_updates_iddpg", "num_updates_iql",
+    "make_trainer_iddpg", "make_trainer_iql", "num_updates_iddpg", "num_updates_iql",
 ]

@@ -59,6 +59,11 @@ def require_no_objective(obj: Optional[object], algo: str) -> None:
                          f"train(key, None, env), got obj={obj!r}")
 
 
+def baseline_result(state: Any, metrics: dict[str, Array]) -> BaselineResult:
+    """The ``BaselineResult`` of a final IQL / IDDPG state and its metrics."""
+    return BaselineResult(state.agents, metrics)
+
+
 def hard_target_update(target: Any, online: Any, copy: Array) -> Any:
     """The target parameters replaced by the online ones where ``copy`` (a ``[]`` bool)
     is True: PyMARL's ``_update_targets`` (``q_learner.py``)."""

@@ -292,6 +292,11 @@ _BASELINE_FIELDS = {
 }
 
 
+def used_fields(algo: str) -> frozenset[str]:
+    """The ``TrainConfig`` fields a baseline takes over (``from_train_config``)."""
+    return (_SHARED_FIELDS | _BASELINE_FIELDS[algo]) - {"algo", "share_params"}
+
+
 def from_train_config(cfg: TrainConfig) -> BaselineConfig:
     """The baseline configuration that ``TrainConfig(algo="iql" | "iddpg", ...)`` selects.
 

@@ -32,6 +32,7 @@ import optax
 from dpo_jax.baselines import common, replay
 from dpo_jax.baselines.common import BaselineResult, ProgressFn, torch_default_init
 from dpo_jax.baselines.config import IDDPGConfig
+from dpo_jax.chunks import Trainer, chunked_trainer
 from dpo_jax.envs.base import ContinuousActions, MultiAgentEnv, decode_obs, encode_obs
 from dpo_jax.rollout import (
     EnvBatch,
@@ -270,6 +271,15 @@ def make_train_iddpg(cfg: IDDPGConfig, env: MultiAgentEnv,
     """Build ``train(key, obj=None, env=env) -> BaselineResult``, one pure function
     (``jit`` and ``vmap`` over keys as the PPO trainer's). ``progress`` is called
     with every update's metrics."""
+    return make_trainer_iddpg(cfg, env, progress=progress).train
+
+
+def make_trainer_iddpg(cfg: IDDPGConfig, env: MultiAgentEnv,
+                       chunk_updates: Optional[int] = None,
+                       progress: Optional[ProgressFn] = None) -> Trainer:
+    """IDDPG as :class:`dpo_jax.chunks.Trainer` pieces (``chunk_updates`` per
+    ``run`` call; the state holds the agents, the replay buffer, the envs and the
+    key, so a checkpointed run resumes exactly)."""
     common.require_action_space(env, discrete=False, algo="IDDPG")
     spec = env.action_spec
     nets = make_networks(cfg, spec)
@@ -300,7 +310,7 @@ def make_train_iddpg(cfg: IDDPGConfig, env: MultiAgentEnv,
         finite = ~ready | common.all_finite(stats)
         return agents, {k: jnp.where(ready, v.mean(0), jnp.nan) for k, v in stats.items()}, finite
 
-    def update(state: IDDPGState, update_idx: Array, env: MultiAgentEnv
+    def update(state: IDDPGState, update_idx: Array, obj: None, env: MultiAgentEnv
                ) -> tuple[IDDPGState, dict]:
         key, rollout_key, learn_key = jax.random.split(state.key, 3)
         env_steps = updates_to_steps(update_idx, steps_per_update)
@@ -324,15 +334,14 @@ def make_train_iddpg(cfg: IDDPGConfig, env: MultiAgentEnv,
             jax.debug.callback(progress, metrics)
         return IDDPGState(agents, buffer_state, env_batch, last_episode, finite, key), metrics
 
-    def train(key: Array, obj: Optional[object] = None, env: MultiAgentEnv = env
-              ) -> BaselineResult:
+    def init(key: Array, obj: Optional[object] = None, env: MultiAgentEnv = env
+             ) -> IDDPGState:
         common.require_no_objective(obj, "IDDPG")
         init_key, env_key, run_key = jax.random.split(key, 3)
-        state = IDDPGState(init_agents(init_key), buffer.init(store(empty)),
-                           reset_envs(env, env_key, cfg.num_envs),
-                           initial_episode_metrics(env), jnp.array(True), run_key)
-        state, metrics = jax.lax.scan(lambda s, i: update(s, i, env), state,
-                                      jnp.arange(num_updates_iddpg(cfg)))
-        return BaselineResult(state.agents, metrics)
+        return IDDPGState(init_agents(init_key), buffer.init(store(empty)),
+                          reset_envs(env, env_key, cfg.num_envs),
+                          initial_episode_metrics(env), jnp.array(True), run_key)
 
-    return train
+    return chunked_trainer(init, update, num_updates_iddpg(cfg), chunk_updates,
+                           common.baseline_result, env,
+                           prepare_obj=lambda obj: common.require_no_objective(obj, "IDDPG"))

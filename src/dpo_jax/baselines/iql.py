@@ -34,6 +34,7 @@ import optax
 from dpo_jax.baselines import common, replay
 from dpo_jax.baselines.common import BaselineResult, ProgressFn, torch_default_init
 from dpo_jax.baselines.config import IQLConfig
+from dpo_jax.chunks import Trainer, chunked_trainer
 from dpo_jax.baselines.replay import Episodes
 from dpo_jax.envs.base import MultiAgentEnv
 from dpo_jax.rollout import (
@@ -228,6 +229,14 @@ def make_train_iql(cfg: IQLConfig, env: MultiAgentEnv, progress: Optional[Progre
     """Build ``train(key, obj=None, env=env) -> BaselineResult``, one pure function
     (``jit`` and ``vmap`` over keys as the PPO trainer's; pass large pytree envs
     as the argument). ``progress`` is called with every update's metrics."""
+    return make_trainer_iql(cfg, env, progress=progress).train
+
+
+def make_trainer_iql(cfg: IQLConfig, env: MultiAgentEnv, chunk_updates: Optional[int] = None,
+                     progress: Optional[ProgressFn] = None) -> Trainer:
+    """IQL as :class:`dpo_jax.chunks.Trainer` pieces (``chunk_updates`` per ``run``
+    call; the state holds the agents, the replay buffer, the step count and the
+    key, so a checkpointed run resumes exactly)."""
     common.require_action_space(env, discrete=True, algo="IQL")
     n_updates = num_updates_iql(cfg, env)
     if n_updates < 1:
@@ -266,7 +275,8 @@ def make_train_iql(cfg: IQLConfig, env: MultiAgentEnv, progress: Optional[Progre
         _, records = collect_episodes(env, net, params, key, cfg.num_envs, jnp.float32(0.0), cfg)
         return {"greedy_return": episode_stats(records)["episode_return"]}
 
-    def update(state: IQLState, update_idx: Array, env: MultiAgentEnv) -> tuple[IQLState, dict]:
+    def update(state: IQLState, update_idx: Array, obj: None, env: MultiAgentEnv
+               ) -> tuple[IQLState, dict]:
         key, collect_key, learn_key, eval_key = jax.random.split(state.key, 4)
         epsilon = epsilon_schedule(steps_as_float(state.env_steps), cfg)
         episodes, records = collect_episodes(env, net, state.agents.params, collect_key,
@@ -292,16 +302,14 @@ def make_train_iql(cfg: IQLConfig, env: MultiAgentEnv, progress: Optional[Progre
             jax.debug.callback(progress, metrics)
         return IQLState(agents, buffer_state, env_steps, last_episode, finite, key), metrics
 
-    def train(key: Array, obj: Optional[object] = None, env: MultiAgentEnv = env
-              ) -> BaselineResult:
+    def init(key: Array, obj: Optional[object] = None, env: MultiAgentEnv = env
+             ) -> IQLState:
         common.require_no_objective(obj, "IQL")
         init_key, run_key = jax.random.split(key)
         agents = init_agents(init_key)
-        state = IQLState(agents, buffer.init(replay.empty_episode(env)),
-                         zero_steps(), initial_episode_metrics(env), jnp.array(True),
-                         run_key)
-        state, metrics = jax.lax.scan(lambda s, i: update(s, i, env), state,
-                                      jnp.arange(n_updates))
-        return BaselineResult(state.agents, metrics)
+        return IQLState(agents, buffer.init(replay.empty_episode(env)),
+                        zero_steps(), initial_episode_metrics(env), jnp.array(True),
+                        run_key)
 
-    return train
+    return chunked_trainer(init, update, n_updates, chunk_updates, common.baseline_result,
+                           env, prepare_obj=lambda obj: common.require_no_objective(obj, "IQL"))
