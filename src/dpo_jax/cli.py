@@ -245,8 +245,7 @@ def train(args: Any) -> int:
     curves = {}
     for program in programs:
         n_updates = dpo_jax.num_updates(program.config, env)
-        entries = sorted({(lab["algo"], lab["d_target"]) for lab in program.labels},
-                         key=lambda e: [lab["algo"] for lab in program.labels].index(e[0]))
+        entries = runspec.entries(spec) if program.name == "pg" else [(program.name, None)]
         print(f"\n{program.name}: {len(program.labels)} runs ({len(entries)} entries x "
               f"{spec.seeds} seeds), {n_updates} updates", flush=True)
         suffix = "" if program.name == "pg" else f"_{program.name}"
