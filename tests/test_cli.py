@@ -85,7 +85,7 @@ def test_eval_restores_the_trained_agents_and_scores_like_a_plain_loop(job):
 
     assert cli.main(["eval", str(out), "--episodes", "4", "--render"]) == 0
     result = json.loads((out / "eval.json").read_text())
-    assert set(result["entries"]) == {"dpo_d0p01", "ippo"} and len(result["runs"]) == 4
+    assert set(result["entries"]) == {"dpo", "ippo"} and len(result["runs"]) == 4
     drawn = sorted(p.name for p in (out / "render").iterdir())
     assert drawn == ["dpo_d0p01_s0.gif", "dpo_d0p01_s0.png", "ippo_s0.gif", "ippo_s0.png"]
 
@@ -154,6 +154,7 @@ def _exit_message(capsys, argv):
     (["train", "mpe_spread", "--bogus", "1"], ["Unrecognized", "--bogus"]),
     (["train", "mpe_spread", "--log", "mlflow"], ["mlflow", "tensorboard", "wandb"]),
     (["train", "mpe_spread", "--d-targets", "-1"], ["d_target=-1", "> 0"]),
+    (["train", "mpe_spread", "--stop-after", "0"], ["--stop-after 0", ">= 1"]),
     (["eval", "/nonexistent/job"], ["spec.json", "dpo-jax train"]),
     (["plot", "/nonexistent/job"], ["spec.json"]),
     (["plot", "/x", "--normalization", "zscore"], ["zscore", "minmax"]),

@@ -18,6 +18,7 @@ import re
 from typing import Any, Mapping, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 _STEP = re.compile(r"^update_(\d+)$")
@@ -28,14 +29,33 @@ def _is_key(x: Any) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
+def _is_empty(x: Any) -> bool:
+    return hasattr(x, "shape") and 0 in tuple(x.shape)
+
+
 def _to_storable(tree: Any) -> Any:
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+    """Typed keys as key data; zero-size arrays (e.g. MPE's empty communication
+    state), which orbax refuses to save, as ``None``."""
+    return jax.tree.map(lambda x: None if _is_empty(x) else
+                        jax.random.key_data(x) if _is_key(x) else x, tree)
 
 
 def _from_storable(stored: Any, like: Any) -> Any:
-    return jax.tree.map(
-        lambda s, t: jax.random.wrap_key_data(s, impl=jax.random.key_impl(t))
-        if _is_key(t) else s, stored, like)
+    """``stored`` back in ``like``'s form: keys wrapped, zero-size arrays rebuilt."""
+    like_leaves, treedef = jax.tree.flatten(like)
+    stored_leaves = jax.tree.leaves(stored, is_leaf=lambda x: x is None)
+    if len(stored_leaves) != len(like_leaves):
+        raise ValueError(f"checkpoint holds {len(stored_leaves)} arrays, the state to "
+                         f"restore into {len(like_leaves)}")
+
+    def back(s: Any, t: Any) -> Any:
+        if _is_empty(t):
+            return jnp.zeros(t.shape, t.dtype)
+        if _is_key(t):
+            return jax.random.wrap_key_data(s, impl=jax.random.key_impl(t))
+        return s
+
+    return treedef.unflatten([back(s, t) for s, t in zip(stored_leaves, like_leaves)])
 
 
 def _path(folder: str | pathlib.Path, updates_done: int) -> pathlib.Path:
@@ -94,9 +114,12 @@ def save(folder: str | pathlib.Path, updates_done: int, state: Any,
 
     path = _path(folder, updates_done)
     checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(path, {"state": _to_storable(state), "metrics": dict(metrics)},
-                      force=True)
-    checkpointer.wait_until_finished()
+    try:
+        checkpointer.save(path, {"state": _to_storable(state), "metrics": dict(metrics)},
+                          force=True)
+        checkpointer.wait_until_finished()
+    finally:  # its worker threads, also after an error (else exit can hang)
+        checkpointer.close()
     return path
 
 
@@ -113,6 +136,10 @@ def restore(folder: str | pathlib.Path, updates_done: int, like_state: Any,
         "metrics": {k: jax.ShapeDtypeStruct(np.shape(v), np.dtype(v.dtype))
                     for k, v in like_metrics.items()},
     }
-    restored = ocp.StandardCheckpointer().restore(path, target)
+    checkpointer = ocp.StandardCheckpointer()
+    try:
+        restored = checkpointer.restore(path, target)
+    finally:
+        checkpointer.close()
     metrics = {k: np.asarray(v) for k, v in restored["metrics"].items()}
     return _from_storable(restored["state"], like_state), metrics

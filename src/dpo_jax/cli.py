@@ -209,10 +209,12 @@ def train(args: Any) -> int:
     from dpo_jax import experiments, loggers, runspec
     from dpo_jax.runspec import RunSpec
 
+    for flag, value in (("--seeds", args.seeds), ("--checkpoint-every", args.checkpoint_every),
+                        ("--stop-after", args.stop_after)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} {value}: expected an int >= 1")
     env_kwargs = parse_env_args(args.env_arg)
     env = dpo_jax.make_env(args.env, **env_kwargs)
-    if args.seeds < 1:
-        raise UsageError(f"--seeds {args.seeds}: expected an int >= 1")
     spec = RunSpec(env=args.env, env_kwargs=env_kwargs, config=args.cfg,
                    algos=tuple(args.algos), d_targets=tuple(args.d_targets),
                    seeds=args.seeds, seed=args.seed)
@@ -231,8 +233,6 @@ def train(args: Any) -> int:
     programs = runspec.plan(spec, env)
     for program in programs:  # every program's errors before any training
         dpo_jax.make_train(program.config, env)
-    if args.checkpoint_every is not None and args.checkpoint_every < 1:
-        raise UsageError(f"--checkpoint-every {args.checkpoint_every}: expected an int >= 1")
     spec.save(out)
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), "
           f"{jax.device_count()} device(s)")
@@ -264,8 +264,7 @@ def train(args: Any) -> int:
         for algo, d_target in entries:
             rows = [i for i, lab in enumerate(program.labels)
                     if (lab["algo"], lab["d_target"]) == (algo, d_target)]
-            name = algo if d_target is None or len(spec.d_targets) < 2 else \
-                f"{algo} d={d_target:g}"
+            name = runspec.entry_name(spec, algo, d_target)
             values = run.metrics["episode_return"][rows]
             mean, ci = experiments.summarize_final(values)
             record["entries"][name] = {"final_return_mean": mean, "final_return_ci95": ci,
@@ -294,6 +293,7 @@ def evaluate_command(args: EvalArgs) -> int:
 
     from dpo_jax import evaluate, experiments
     from dpo_jax.loggers import run_name
+    from dpo_jax.runspec import entry_name
 
     if args.episodes < 1:
         raise UsageError(f"--episodes {args.episodes}: expected an int >= 1")
@@ -309,8 +309,7 @@ def evaluate_command(args: EvalArgs) -> int:
         result["runs"].append({**lab, **{k: float(v[r].mean()) for k, v in scores.items()}})
     groups: dict[str, list[int]] = {}
     for r, lab in enumerate(pol.program.labels):
-        groups.setdefault(run_name({k: v for k, v in lab.items() if k != "seed"}),
-                          []).append(r)
+        groups.setdefault(entry_name(pol.spec, lab["algo"], lab["d_target"]), []).append(r)
     for name, rows in groups.items():
         per_run = scores["episode_return"][rows].mean(axis=1)
         mean, ci = experiments.mean_ci95(per_run)
@@ -340,7 +339,7 @@ def load_scores(out: pathlib.Path, metric: str, last_fraction: float
                 ) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
     """A train folder's task name, ``{entry: per-run final scores}`` and curves."""
     from dpo_jax.loggers import read_jsonl
-    from dpo_jax.runspec import RunSpec
+    from dpo_jax.runspec import RunSpec, entry_name
     from dpo_jax.stats import final_scores
 
     spec = RunSpec.load(out)
@@ -361,9 +360,7 @@ def load_scores(out: pathlib.Path, metric: str, last_fraction: float
         steps: dict[str, list[int]] = {}
         for r in sorted(runs):
             series = sorted(runs[r], key=lambda row: row["update"])
-            lab = series[0]
-            name = lab["algo"] if lab["d_target"] is None or len(spec.d_targets) < 2 else \
-                f"{lab['algo']} d={lab['d_target']:g}"
+            name = entry_name(spec, series[0]["algo"], series[0]["d_target"])
             values = [np.nan if row[metric] is None else np.nanmean(np.asarray(
                 row[metric], np.float64)) for row in series]
             by_entry.setdefault(name, []).append(values)

@@ -115,6 +115,14 @@ def entries(spec: RunSpec) -> list[tuple[str, Optional[float]]]:
     return out
 
 
+def entry_name(spec: RunSpec, algo: str, d_target: Optional[float]) -> str:
+    """How results name a sweep entry: the algorithm, with ``d=<d_target>`` when
+    the job sweeps ``d_target`` (and the algorithm uses it)."""
+    if d_target is None or len(spec.d_targets) < 2:
+        return algo
+    return f"{algo} d={d_target:g}"
+
+
 def plan(spec: RunSpec, env: Optional[MultiAgentEnv] = None) -> list[Program]:
     """The job's programs, in training order (see the module docstring)."""
     env = make_env(spec.env, **spec.env_kwargs) if env is None else env
