@@ -97,15 +97,17 @@ def test_baselines_stopped_and_resumed_equal_the_uninterrupted_run(tmp_path, alg
 
 def test_save_and_restore_keep_keys_and_zero_size_arrays(tmp_path):
     """orbax refuses zero-size arrays (MPE tasks' empty communication state): they
-    are left out and rebuilt from the state restored into; typed keys round-trip."""
+    are left out and rebuilt from the state restored into; None fields and typed
+    keys round-trip."""
     state = {"w": jnp.arange(6.0).reshape(2, 3), "c": jnp.zeros((2, 5, 0)),
-             "key": jax.random.split(jax.random.key(1), 2), "n": jnp.ones((2,), jnp.int32)}
+             "key": jax.random.split(jax.random.key(1), 2), "n": jnp.ones((2,), jnp.int32),
+             "goal": None}  # a None field, as JaxMARL MPE states have
     checkpoint.save(tmp_path, 3, state, {"loss": np.ones((2, 3))})
     like = jax.tree.map(jnp.zeros_like, state)
     restored, metrics = checkpoint.restore(tmp_path, 3, like, {"loss": np.zeros((2, 3))})
     np.testing.assert_array_equal(restored["w"], state["w"])
     np.testing.assert_array_equal(restored["n"], state["n"])
-    assert restored["c"].shape == (2, 5, 0)
+    assert restored["c"].shape == (2, 5, 0) and restored["goal"] is None
     np.testing.assert_array_equal(jax.random.key_data(restored["key"]),
                                   jax.random.key_data(state["key"]))
     np.testing.assert_array_equal(metrics["loss"], np.ones((2, 3)))

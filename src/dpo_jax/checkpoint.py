@@ -41,14 +41,19 @@ def _to_storable(tree: Any) -> Any:
 
 
 def _from_storable(stored: Any, like: Any) -> Any:
-    """``stored`` back in ``like``'s form: keys wrapped, zero-size arrays rebuilt."""
-    like_leaves, treedef = jax.tree.flatten(like)
-    stored_leaves = jax.tree.leaves(stored, is_leaf=lambda x: x is None)
+    """``stored`` back in ``like``'s form: keys wrapped, zero-size arrays rebuilt.
+    ``None`` counts as a leaf on both sides: the empty arrays stored as ``None``
+    and the state's own ``None`` fields (e.g. JaxMARL MPE's ``goal``)."""
+    is_none = lambda x: x is None  # noqa: E731
+    like_leaves, treedef = jax.tree.flatten(like, is_leaf=is_none)
+    stored_leaves = jax.tree.leaves(stored, is_leaf=is_none)
     if len(stored_leaves) != len(like_leaves):
-        raise ValueError(f"checkpoint holds {len(stored_leaves)} arrays, the state to "
+        raise ValueError(f"checkpoint holds {len(stored_leaves)} entries, the state to "
                          f"restore into {len(like_leaves)}")
 
     def back(s: Any, t: Any) -> Any:
+        if t is None:
+            return None
         if _is_empty(t):
             return jnp.zeros(t.shape, t.dtype)
         if _is_key(t):

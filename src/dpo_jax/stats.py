@@ -210,7 +210,7 @@ def plot(out: str | pathlib.Path, aggregates: Mapping[str, Any],
         performance_profile_cis={a: (np.asarray(profile[a]["low"]),
                                      np.asarray(profile[a]["high"])) for a in algos},
         ax=ax, xlabel=f"{xlabel} (tau)")
-    ax.legend(algos, fontsize=8)
+    ax.legend(ax.get_lines()[:len(algos)], algos, fontsize=8)  # lines, not CI bands
     files.append(out / "performance_profile.png")
     fig.savefig(files[-1], dpi=120, bbox_inches="tight")
     plt.close(fig)
