@@ -155,6 +155,8 @@ def _exit_message(capsys, argv):
     (["train", "mpe_spread", "--log", "mlflow"], ["mlflow", "tensorboard", "wandb"]),
     (["train", "mpe_spread", "--d-targets", "-1"], ["d_target=-1", "> 0"]),
     (["train", "mpe_spread", "--stop-after", "0"], ["--stop-after 0", ">= 1"]),
+    (["train", "mpe_spread", "--algos", "dpo", "iql", "--shard", "envs"],
+     ["--shard envs", "IQL"]),
     (["eval", "/nonexistent/job"], ["spec.json", "dpo-jax train"]),
     (["plot", "/nonexistent/job"], ["spec.json"]),
     (["plot", "/x", "--normalization", "zscore"], ["zscore", "minmax"]),

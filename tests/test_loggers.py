@@ -154,3 +154,11 @@ def test_run_feeds_loggers_each_chunk_with_the_metrics_of_the_run(tmp_path):
         np.testing.assert_array_equal(logged, value, err_msg=name)
     with pytest.raises(ValueError, match="name the same chunk size"):
         experiments.run(cfg, env, keys, progress=False, chunk_updates=2, checkpoint_every=3)
+
+
+def test_a_missing_logger_package_is_named_with_its_install_line(monkeypatch, tmp_path):
+    monkeypatch.setitem(loggers._MODULES, "wandb", "no_such_package_xyz")
+    with pytest.raises(ImportError, match=r'pip install "dpo-jax\[wandb\]"'):
+        loggers.make_loggers(tmp_path, LABELS, ["wandb"])
+    with pytest.raises(ValueError, match="unknown logger"):
+        loggers.check_extras(["mlflow"])

@@ -213,6 +213,13 @@ def train(args: Any) -> int:
                         ("--stop-after", args.stop_after)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} {value}: expected an int >= 1")
+    try:
+        loggers.check_extras(args.log)
+    except ImportError as err:
+        raise UsageError(f"--log: {err}") from None
+    if args.shard == "envs" and any(a in dpo_jax.BASELINE_ALGORITHMS for a in args.algos):
+        raise UsageError("--shard envs splits policy-gradient runs only; IQL / IDDPG "
+                         "need --shard runs (or train them in another job)")
     env_kwargs = parse_env_args(args.env_arg)
     env = dpo_jax.make_env(args.env, **env_kwargs)
     spec = RunSpec(env=args.env, env_kwargs=env_kwargs, config=args.cfg,

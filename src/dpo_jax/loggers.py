@@ -273,6 +273,21 @@ class WandbLogger(Logger):
 
 LOGGERS = ("tensorboard", "wandb")
 """The optional loggers ``make_loggers`` adds by name (JSONL and CSV are always on)."""
+_MODULES = {"tensorboard": "tensorboardX", "wandb": "wandb"}
+
+
+def check_extras(extra: Sequence[str]) -> None:
+    """Raise ``ValueError`` naming an unknown logger, and ``ImportError`` with the
+    ``pip install`` line for one whose package is missing (before any training)."""
+    import importlib.util
+
+    unknown = sorted(set(extra) - set(LOGGERS))
+    if unknown:
+        raise ValueError(f"unknown logger(s) {unknown}: expected any of {LOGGERS}")
+    for name in extra:
+        if importlib.util.find_spec(_MODULES[name]) is None:
+            raise ImportError(f"the {name} logger needs {_MODULES[name]!r}: pip install "
+                              f"\"dpo-jax[{name}]\"")
 
 
 def make_loggers(out: str | pathlib.Path, labels: Sequence[Labels],
@@ -281,9 +296,7 @@ def make_loggers(out: str | pathlib.Path, labels: Sequence[Labels],
     """``{out}/{prefix}.jsonl`` and ``.csv`` loggers, plus each of ``extra``
     (``"tensorboard"``: ``{out}/tensorboard/<run>``; ``"wandb"``)."""
     out = pathlib.Path(out)
-    unknown = sorted(set(extra) - set(LOGGERS))
-    if unknown:
-        raise ValueError(f"unknown logger(s) {unknown}: expected any of {LOGGERS}")
+    check_extras(extra)
     loggers: list[Logger] = [JsonlLogger(out / f"{prefix}.jsonl", labels),
                              CsvLogger(out / f"{prefix}.csv", labels)]
     if "tensorboard" in extra:
