@@ -66,7 +66,7 @@ def test_eval_restores_the_trained_agents_and_scores_like_a_plain_loop(job):
     assert pol.updates_done == 4
     for a, b in zip(jax.tree.leaves(pol.params), jax.tree.leaves(whole.result.agents.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    scores = evaluate.evaluate(pol.env, pol.agents, pol.params, jax.random.key(7), 3)
+    scores = evaluate.evaluate(pol.env, pol.policy, pol.params, jax.random.key(7), 3)
     assert scores["episode_return"].shape == (4, 3)
     # run 1, episode 0 replayed step by step in Python with argmax actions
     run_key = jax.random.split(jax.random.key(7), 4)[1]
@@ -225,3 +225,53 @@ def test_runspec_plan_layout():
     assert iql.config == dpo_jax.IQLConfig(total_timesteps=1000, num_envs=4)
     with pytest.raises(ValueError, match="twice"):
         runspec.RunSpec("mpe_spread", {}, cfg, algos=("dpo", "dpo"))
+
+
+@pytest.mark.parametrize("algo", ["iql", "iddpg"])
+def test_eval_of_saved_baselines_scores_like_a_plain_loop(tmp_path, algo):
+    """IQL (GRU state and previous action carried) and IDDPG (deterministic actor)
+    agents restored from their checkpoints; one greedy episode replayed in Python."""
+    from dpo_jax.baselines import iddpg, iql
+
+    out = tmp_path / algo
+    if algo == "iql":
+        task = ["stochastic_game_small", "--env-arg", "num_states=4", "episode_length=5",
+                "--num-envs", "4", "--total-timesteps", "80"]
+    else:
+        task = ["continuous_reach", "--num-envs", "2", "--num-steps", "8",
+                "--total-timesteps", "48"]
+    assert cli.main(["train", *task, "--algos", algo, "--seeds", "2", "--hidden-size", "8",
+                     "--checkpoint-every", "2", "--progress", "0", "--out", str(out)]) == 0
+    assert evaluate.saved_programs(out) == [algo]
+    pol = evaluate.load_policies(out, algo)
+    scores = evaluate.evaluate(pol.env, pol.policy, pol.params, jax.random.key(3), 2)
+    params = jax.tree.map(lambda x: x[1], pol.params)
+    ep_key = jax.random.split(jax.random.split(jax.random.key(3), 2)[1], 2)[0]
+    reset_key, steps_key = jax.random.split(ep_key)
+    step = pol.env.reset(reset_key)
+    cfg = pol.program.config
+    if algo == "iql":
+        net = iql.RNNQNetwork(pol.env.action_spec.num_actions, cfg.hidden_size)
+        hidden = jnp.zeros((pol.env.num_agents, cfg.hidden_size))
+        last = jnp.zeros((pol.env.num_agents, pol.env.action_spec.num_actions))
+    else:
+        nets = iddpg.make_networks(cfg, pol.env.action_spec)
+    total = 0.0
+    for k in jax.random.split(steps_key, pol.env.max_steps):
+        if algo == "iql":
+            hidden, q = iql.act(net, params, hidden, jnp.concatenate([step.obs, last], -1))
+            action = jnp.argmax(jnp.where(step.avail_actions, q, -jnp.inf), -1)
+            last = jax.nn.one_hot(action, pol.env.action_spec.num_actions)
+        else:
+            action = jnp.stack([nets.actor.apply(jax.tree.map(lambda x: x[i], params["actor"]),
+                                                 step.obs[i])
+                                for i in range(pol.env.num_agents)])
+            action = jnp.clip(action, pol.env.action_spec.low, pol.env.action_spec.high)
+        step = pol.env.step(jax.random.split(k)[1], step.state, action)
+        total += float(np.mean(step.reward))
+        if bool(step.terminated | step.truncated):
+            break
+    np.testing.assert_allclose(scores["episode_return"][1, 0], total, rtol=1e-5, atol=1e-6)
+    assert cli.main(["eval", str(out), "--episodes", "2", "--stochastic"]) == 0
+    result = json.loads((out / "eval.json").read_text())
+    assert list(result["entries"]) == [algo] and result["programs"][algo]["updates_done"] >= 2

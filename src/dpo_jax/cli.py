@@ -20,7 +20,7 @@ program for all policy-gradient entries x seeds), checkpoints every
 An output folder holds ``spec.json`` (the job: ``dpo_jax.runspec``),
 ``checkpoints/`` (IQL / IDDPG: ``checkpoints_<algo>/``), the metric logs
 (``metrics.jsonl``, ``metrics_<algo>.jsonl``, ...), ``summary.json`` and
-``learning_curve.png``; ``eval`` (policy-gradient agents) and ``plot`` read it. Bad input is reported with the flag's name and the
+``learning_curve.png``; ``eval`` and ``plot`` read it. Bad input is reported with the flag's name and the
 allowed values, before anything compiles.
 """
 
@@ -140,8 +140,9 @@ def parse_env_args(items: Sequence[str]) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class EvalArgs:
-    """Evaluate the saved policies of a `dpo-jax train` output folder (its last
-    checkpoint): returns (and win rates) over episodes, per run and per entry."""
+    """Evaluate the saved policies of a `dpo-jax train` output folder (the last
+    checkpoint of each program: policy-gradient agents, IQL, IDDPG): returns (and
+    win rates) over episodes, per run and per entry."""
 
     out: Annotated[pathlib.Path, tyro.conf.Positional, tyro.conf.arg(metavar="OUT")]
     """output folder of `dpo-jax train`"""
@@ -304,39 +305,47 @@ def evaluate_command(args: EvalArgs) -> int:
 
     if args.episodes < 1:
         raise UsageError(f"--episodes {args.episodes}: expected an int >= 1")
-    pol = evaluate.load_policies(args.out)
+    names = evaluate.saved_programs(args.out)
+    if not names:
+        raise UsageError(f"{str(args.out)!r} holds no checkpoint to evaluate")
     mode = "stochastic" if args.stochastic else "greedy"
-    print(f"{pol.spec.env}: {len(pol.program.labels)} runs, checkpoint after "
-          f"{pol.updates_done} updates, {args.episodes} {mode} episodes per run")
-    scores = evaluate.evaluate(pol.env, pol.agents, pol.params, jax.random.key(args.seed),
-                               args.episodes, greedy=not args.stochastic)
-    result: dict[str, Any] = {"updates_done": pol.updates_done, "mode": mode,
-                              "episodes": args.episodes, "runs": [], "entries": {}}
-    for r, lab in enumerate(pol.program.labels):
-        result["runs"].append({**lab, **{k: float(v[r].mean()) for k, v in scores.items()}})
-    groups: dict[str, list[int]] = {}
-    for r, lab in enumerate(pol.program.labels):
-        groups.setdefault(entry_name(pol.spec, lab["algo"], lab["d_target"]), []).append(r)
-    for name, rows in groups.items():
-        per_run = scores["episode_return"][rows].mean(axis=1)
-        mean, ci = experiments.mean_ci95(per_run)
-        entry = {"return_mean": float(mean), "return_ci95": float(ci)}
-        line = f"  {name:<16} return {float(mean):9.3f} +- {float(ci):.3f}"
-        if "won" in scores:
-            win = scores["won"][rows].mean(axis=1)
-            wmean, wci = experiments.mean_ci95(win)
-            entry.update(win_rate=float(wmean), win_rate_ci95=float(wci))
-            line += f"  win rate {float(wmean):.3f} +- {float(wci):.3f}"
-        result["entries"][name] = entry
-        print(line + f"  (95% CI over {len(rows)} runs)")
-    if args.render:
+    result: dict[str, Any] = {"mode": mode, "episodes": args.episodes, "programs": {},
+                              "runs": [], "entries": {}}
+    for program in names:
+        pol = evaluate.load_policies(args.out, program)
+        print(f"{pol.spec.env} {program}: {len(pol.program.labels)} runs, checkpoint after "
+              f"{pol.updates_done} updates, {args.episodes} {mode} episodes per run")
+        result["programs"][program] = {"updates_done": pol.updates_done}
+        scores = evaluate.evaluate(pol.env, pol.policy, pol.params,
+                                   jax.random.key(args.seed), args.episodes,
+                                   greedy=not args.stochastic)
+        for r, lab in enumerate(pol.program.labels):
+            result["runs"].append({**lab, **{k: float(v[r].mean())
+                                             for k, v in scores.items()}})
+        groups: dict[str, list[int]] = {}
+        for r, lab in enumerate(pol.program.labels):
+            groups.setdefault(entry_name(pol.spec, lab["algo"], lab["d_target"]),
+                              []).append(r)
         for name, rows in groups.items():
-            run_params = jax.tree.map(lambda x: x[rows[0]], pol.params)
-            files, message = evaluate.render_episode(
-                pol.env, pol.agents, run_params, jax.random.key(args.seed + 1),
-                args.out / "render" / run_name(pol.program.labels[rows[0]]),
-                greedy=not args.stochastic, title=f"{pol.spec.env} {name} ({mode})")
-            print(f"  render {name}: {message}" + "".join(f"\n    {f}" for f in files))
+            per_run = scores["episode_return"][rows].mean(axis=1)
+            mean, ci = experiments.mean_ci95(per_run)
+            entry = {"return_mean": float(mean), "return_ci95": float(ci)}
+            line = f"  {name:<16} return {float(mean):9.3f} +- {float(ci):.3f}"
+            if "won" in scores:
+                win = scores["won"][rows].mean(axis=1)
+                wmean, wci = experiments.mean_ci95(win)
+                entry.update(win_rate=float(wmean), win_rate_ci95=float(wci))
+                line += f"  win rate {float(wmean):.3f} +- {float(wci):.3f}"
+            result["entries"][name] = entry
+            print(line + f"  (95% CI over {len(rows)} runs)")
+        if args.render:
+            for name, rows in groups.items():
+                run_params = jax.tree.map(lambda x: x[rows[0]], pol.params)
+                files, message = evaluate.render_episode(
+                    pol.env, pol.policy, run_params, jax.random.key(args.seed + 1),
+                    args.out / "render" / run_name(pol.program.labels[rows[0]]),
+                    greedy=not args.stochastic, title=f"{pol.spec.env} {name} ({mode})")
+                print(f"  render {name}: {message}" + "".join(f"\n    {f}" for f in files))
     path = experiments.save_json(args.out / "eval.json", result)
     print(f"wrote {path}")
     return 0

@@ -1,11 +1,14 @@
 """Saved policies: load a job's last checkpoint, run evaluation episodes, render.
 
-``load_policies(out)`` reads ``{out}/spec.json`` (written by ``dpo-jax train``),
-rebuilds the env and the policy-gradient program's initial state, and restores the
-latest checkpoint of ``{out}/checkpoints`` into it. ``evaluate`` then runs
+``load_policies(out, program)`` reads ``{out}/spec.json`` (written by ``dpo-jax
+train``), rebuilds the env and the program's initial state, and restores the
+latest checkpoint into it (``"pg"``: the policy-gradient sweep, ``{out}/checkpoints``;
+``"iql"`` / ``"iddpg"``: ``{out}/checkpoints_<algo>``). ``evaluate`` then runs
 ``num_episodes`` whole episodes per run, greedy (the distribution's mode: argmax
-of the masked logits, the Gaussian's mean) or stochastic (sampled as in
-training), all runs and episodes in one compiled call. An episode is scored as
+of the masked logits, the Gaussian's mean; IQL's highest available Q with its GRU
+state carried; IDDPG's deterministic actor) or stochastic (sampled as in training;
+IQL epsilon-greedy at its final epsilon; IDDPG with its exploration noise), all
+runs and episodes in one compiled call. An episode is scored as
 in training: its return (mean over agents), its length, and the env's per-episode
 info at its end (SMAX: ``won``, so the mean is the win rate).
 
@@ -27,6 +30,8 @@ import numpy as np
 from dpo_jax import agents as agents_lib
 from dpo_jax import checkpoint, render
 from dpo_jax.agents import Agents
+from dpo_jax.baselines import iddpg, iql
+from dpo_jax.config import BASELINE_ALGORITHMS
 from dpo_jax.envs import make_env
 from dpo_jax.envs.base import MultiAgentEnv
 from dpo_jax.experiments import env_is_pytree
@@ -40,15 +45,21 @@ ActFn = Callable[[Array, Array, Array], Array]
 CHECKPOINTS = "checkpoints"
 
 
+PolicyFn = Callable[[Any, bool], tuple[Callable[..., Any], Any]]
+
+
 class Policies(NamedTuple):
-    """The trained agents of every run of a job's policy-gradient program."""
+    """The trained agents of every run of one program of a job: ``policy(run_params,
+    greedy) -> (act, carry)`` for ``rollout.policy_episode`` (``carry`` ``None``:
+    a stateless ``act``); ``agents`` for the policy-gradient family, else ``None``."""
 
     spec: RunSpec
     env: MultiAgentEnv
     program: Program
-    agents: Agents
+    policy: PolicyFn
     params: Any  # leaves [runs, ...] (and the agent axis unless shared)
     updates_done: int
+    agents: Optional[Agents] = None
 
 
 def policy_act(agents: Agents, params: Any, greedy: bool) -> ActFn:
@@ -79,7 +90,12 @@ def score_episode(rewards: Array, done: Array, info: dict[str, Array]) -> dict[s
     return out
 
 
-def evaluate(env: MultiAgentEnv, agents: Agents, params: Any, key: Array,
+def pg_policy(agents: Agents) -> PolicyFn:
+    """``Policies.policy`` of policy-gradient agents (stateless)."""
+    return lambda run_params, greedy: (policy_act(agents, run_params, greedy), None)
+
+
+def evaluate(env: MultiAgentEnv, policy: PolicyFn, params: Any, key: Array,
              num_episodes: int, greedy: bool = True) -> dict[str, np.ndarray]:
     """``num_episodes`` episodes of every run in ``params`` (leading run axis),
     one compiled call; returns ``{name: [runs, episodes]}``."""
@@ -88,10 +104,10 @@ def evaluate(env: MultiAgentEnv, agents: Agents, params: Any, key: Array,
     runs = jax.tree.leaves(params)[0].shape[0]
 
     def one_run(run_params: Any, run_key: Array) -> dict[str, Array]:
-        act = policy_act(agents, run_params, greedy)
+        act, carry = policy(run_params, greedy)
 
         def one_episode(k: Array) -> dict[str, Array]:
-            _, rewards, done, info = policy_episode(env, k, act)
+            _, rewards, done, info = policy_episode(env, k, act, carry)
             return score_episode(rewards, done, info)
 
         return jax.vmap(one_episode)(jax.random.split(run_key, num_episodes))
@@ -100,30 +116,45 @@ def evaluate(env: MultiAgentEnv, agents: Agents, params: Any, key: Array,
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def load_policies(out: str | pathlib.Path) -> Policies:
-    """The agents of the latest checkpoint of a ``dpo-jax train`` output folder."""
+def saved_programs(out: str | pathlib.Path) -> list[str]:
+    """The programs of a ``dpo-jax train`` folder that have a checkpoint (``"pg"``,
+    ``"iql"``, ``"iddpg"``), in training order."""
+    out = pathlib.Path(out)
+    spec = RunSpec.load(out)
+    names = (["pg"] if any(a not in BASELINE_ALGORITHMS for a in spec.algos) else []) + [
+        a for a in spec.algos if a in BASELINE_ALGORITHMS]
+    return [n for n in names if checkpoint.latest(out / checkpoint_folder(n)) is not None]
+
+
+def checkpoint_folder(program: str) -> str:
+    """A program's checkpoint folder inside a job folder."""
+    return CHECKPOINTS if program == "pg" else f"{CHECKPOINTS}_{program}"
+
+
+def load_policies(out: str | pathlib.Path, program: str = "pg") -> Policies:
+    """The agents of the latest checkpoint of one program (``"pg"``: the policy-
+    gradient sweep; ``"iql"``, ``"iddpg"``) of a ``dpo-jax train`` output folder."""
     out = pathlib.Path(out)
     spec = RunSpec.load(out)
     env = make_env(spec.env, **spec.env_kwargs)
-    programs = [p for p in plan(spec, env) if p.name == "pg"]
-    if not programs:
-        raise ValueError(f"{str(out)!r} trained only {list(spec.algos)}: evaluation loads "
-                         f"policy-gradient agents; IQL / IDDPG checkpoints (in "
-                         f"checkpoints_<algo>/) resume training but are not evaluated here")
-    program = programs[0]
-    folder = out / CHECKPOINTS
+    programs = {p.name: p for p in plan(spec, env)}
+    if program not in programs:
+        raise ValueError(f"{str(out)!r} has no program {program!r}: it trained "
+                         f"{sorted(programs)}")
+    prog = programs[program]
+    folder = out / checkpoint_folder(program)
     done = checkpoint.latest(folder)
     if done is None:
         raise FileNotFoundError(f"{str(folder)!r} holds no checkpoint (was the run "
                                 f"stopped before its first one?)")
-    trainer = make_trainer(program.config, env)
+    trainer = make_trainer(prog.config, env)
     env_arg = (env,) if env_is_pytree(env) else ()
-    in_axes = (0, 0) + ((None,) if env_arg else ())
+    in_axes = (0, 0 if prog.obj is not None else None) + ((None,) if env_arg else ())
     init = jax.jit(jax.vmap(trainer.init, in_axes=in_axes))
     saved_runs = checkpoint.saved_runs(folder)
-    keys, obj = program.keys, program.obj
-    if saved_runs != len(program.labels):  # padded to the device count when trained
-        pad = saved_runs - len(program.labels)
+    keys, obj = prog.keys, prog.obj
+    if saved_runs != len(prog.labels):  # padded to the device count when trained
+        pad = saved_runs - len(prog.labels)
         keys, obj = jax.tree.map(lambda x: jnp.concatenate([x, x[-1:].repeat(pad, 0)]),
                                  (keys, obj))
     state = init(keys, obj, *env_arg)
@@ -132,18 +163,25 @@ def load_policies(out: str | pathlib.Path) -> Policies:
     like = {k: jax.ShapeDtypeStruct((saved_runs, done) + v.shape[2:], v.dtype)
             for k, v in step.items()}
     state, _ = checkpoint.restore(folder, done, state, like)
-    params = jax.tree.map(lambda x: x[:len(program.labels)], state.agents.params)
-    agents = agents_lib.make_agents(program.config, env, trainer.num_updates)
-    return Policies(spec, env, program, agents, params, done)
+    params = jax.tree.map(lambda x: x[:len(prog.labels)], state.agents.params)
+    if program == "iql":
+        return Policies(spec, env, prog, lambda p, g: iql.eval_policy(prog.config, env, p, g),
+                        params, done)
+    if program == "iddpg":
+        return Policies(spec, env, prog,
+                        lambda p, g: iddpg.eval_policy(prog.config, env, p, g), params, done)
+    agents = agents_lib.make_agents(prog.config, env, trainer.num_updates)
+    return Policies(spec, env, prog, pg_policy(agents), params, done, agents)
 
 
-def render_episode(env: MultiAgentEnv, agents: Agents, run_params: Any, key: Array,
+def render_episode(env: MultiAgentEnv, policy: PolicyFn, run_params: Any, key: Array,
                    path: str | pathlib.Path, greedy: bool = True,
                    title: str = "") -> tuple[list[pathlib.Path], str]:
     """One episode of one run's agents drawn to ``{path}.png`` / ``.gif``; returns
     the files written and a message (why nothing was drawn, or what was)."""
-    act = policy_act(agents, run_params, greedy)
-    states, rewards, done, info = jax.jit(lambda k: policy_episode(env, k, act))(key)
+    act, carry = policy(run_params, greedy)
+    states, rewards, done, info = jax.jit(
+        lambda k: policy_episode(env, k, act, carry))(key)
     score = score_episode(rewards, done, info)
     length = int(score["episode_length"])
     states = jax.tree.map(lambda x: x[:length + 1], states)

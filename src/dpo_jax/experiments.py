@@ -558,7 +558,9 @@ def summarize_final(values: np.ndarray, last_fraction: float = 0.1) -> tuple[flo
     ``last_fraction`` of updates (at least one)."""
     values = np.asarray(values, dtype=np.float64)
     k = max(1, int(round(values.shape[1] * last_fraction)))
-    per_run = np.nanmean(values[:, -k:], axis=1)
+    with warnings.catch_warnings():  # a run with no episode ended in its tail: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        per_run = np.nanmean(values[:, -k:], axis=1)
     mean, half = mean_ci95(per_run)
     return float(mean), float(half)
 

@@ -143,11 +143,12 @@ def random_rollout(
     return jax.lax.scan(body, batch, jax.random.split(run_key, num_steps))
 
 
-def policy_episode(env: MultiAgentEnv, key: Array,
-                   act_fn: Callable[[Array, Array, Array], Array]
-                   ) -> tuple[Any, Array, Array, dict[str, Array]]:
+def policy_episode(env: MultiAgentEnv, key: Array, act_fn: Callable[..., Any],
+                   carry: Any = None) -> tuple[Any, Array, Array, dict[str, Array]]:
     """One episode of one env under ``act_fn(key, obs [N, obs_dim], avail [N, A])
-    -> actions``, as a ``lax.scan`` of ``env.max_steps`` steps without reset.
+    -> actions``, as a ``lax.scan`` of ``env.max_steps`` steps without reset. With
+    ``carry`` (a recurrent policy's state, e.g. IQL's GRU hidden state), ``act_fn``
+    is ``(key, obs, avail, carry) -> (actions, carry)`` starting from it.
 
     Returns the states ``[T + 1]`` (the reset state first), the rewards ``[T, N]``,
     ``done [T]`` (terminated or truncated at that step or before: the steps
@@ -156,17 +157,21 @@ def policy_episode(env: MultiAgentEnv, key: Array,
     """
     reset_key, run_key = jax.random.split(key)
     first: EnvStep = env.reset(reset_key)
+    stateful = carry is not None
 
-    def body(carry: tuple[EnvStep, Array], step_key: Array) -> tuple[Any, tuple]:
-        last, ended = carry
+    def body(loop: tuple[EnvStep, Array, Any], step_key: Array) -> tuple[Any, tuple]:
+        last, ended, memory = loop
         act_key, env_key = jax.random.split(step_key)
-        actions = act_fn(act_key, last.obs, last.avail_actions)
+        if stateful:
+            actions, memory = act_fn(act_key, last.obs, last.avail_actions, memory)
+        else:
+            actions = act_fn(act_key, last.obs, last.avail_actions)
         out: EnvStep = env.step(env_key, last.state, env_actions(env, actions))
         ended = ended | out.terminated | out.truncated
-        return (out, ended), (out.state, out.reward, ended, out.info)
+        return (out, ended, memory), (out.state, out.reward, ended, out.info)
 
     _, (states, rewards, done, info) = jax.lax.scan(
-        body, (first, jnp.array(False)), jax.random.split(run_key, env.max_steps))
+        body, (first, jnp.array(False), carry), jax.random.split(run_key, env.max_steps))
     states = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first.state, states)
     return states, rewards, done, info
 

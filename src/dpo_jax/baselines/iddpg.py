@@ -181,6 +181,24 @@ def policy_actions(nets: Networks, params: dict[str, Any], obs: Array) -> Array:
     return jax.vmap(nets.actor.apply, in_axes=(0, -2), out_axes=-2)(params["actor"], obs)
 
 
+def eval_policy(cfg: IDDPGConfig, env: MultiAgentEnv, params: dict[str, Any],
+                greedy: bool) -> tuple[Callable[..., tuple[Array, Any]], Array]:
+    """One run's agents for evaluation episodes (``rollout.policy_episode`` with a
+    carry, here unused): ``mu_i(o_i)``, or with training's exploration noise
+    (``not greedy``)."""
+    spec = env.action_spec
+    nets = make_networks(cfg, spec)
+
+    def act_fn(key: Array, obs: Array, avail: Array, carry: Array) -> tuple[Array, Array]:
+        del avail
+        action = policy_actions(nets, params, obs)
+        if not greedy:
+            action = exploration_actions(key, action, spec, cfg.exploration_noise)
+        return action, carry
+
+    return act_fn, jnp.zeros(())
+
+
 def rollout(env: MultiAgentEnv, nets: Networks, params: dict[str, Any], env_batch: EnvBatch,
             key: Array, env_steps: Array, cfg: IDDPGConfig
             ) -> tuple[EnvBatch, Transition, StepRecord]:

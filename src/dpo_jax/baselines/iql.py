@@ -208,6 +208,29 @@ def greedy_probs(net: RNNQNetwork, params: Any, obs: Array, cfg: IQLConfig) -> A
     return jax.nn.one_hot(jnp.argmax(q, axis=-1), net.num_actions)
 
 
+def eval_policy(cfg: IQLConfig, env: MultiAgentEnv, params: Any, greedy: bool
+                ) -> tuple[Callable[..., tuple[Array, Any]], tuple[Array, Array]]:
+    """One run's agents for evaluation episodes (``rollout.policy_episode`` with a
+    carry): ``act(key, obs [N, D], avail [N, A], (hidden, last_action))``; the
+    greedy available action, or epsilon-greedy at the schedule's final epsilon
+    (``not greedy``). Hidden state and previous action start at zero, as in
+    training."""
+    num_actions = env.action_spec.num_actions
+    net = RNNQNetwork(num_actions, cfg.hidden_size)
+    epsilon = jnp.float32(0.0 if greedy else cfg.epsilon_finish)
+
+    def act_fn(key: Array, obs: Array, avail: Array, carry: tuple[Array, Array]
+               ) -> tuple[Array, tuple[Array, Array]]:
+        hidden, last_action = carry
+        hidden, q = act(net, params, hidden, agent_inputs(obs, last_action, cfg.obs_last_action))
+        action = epsilon_greedy(key, q, avail, epsilon)
+        return action, (hidden, jax.nn.one_hot(action, num_actions))
+
+    start = (jnp.zeros((env.num_agents, cfg.hidden_size)),
+             jnp.zeros((env.num_agents, num_actions)))
+    return act_fn, start
+
+
 class IQLState(NamedTuple):
     """The carry of the outer scan."""
 
