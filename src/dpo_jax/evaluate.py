@@ -103,7 +103,7 @@ def evaluate(env: MultiAgentEnv, policy: PolicyFn, params: Any, key: Array,
         raise ValueError(f"num_episodes={num_episodes!r}: expected an int >= 1")
     runs = jax.tree.leaves(params)[0].shape[0]
 
-    def one_run(run_params: Any, run_key: Array) -> dict[str, Array]:
+    def one_run(run_params: Any, run_key: Array, env: MultiAgentEnv) -> dict[str, Array]:
         act, carry = policy(run_params, greedy)
 
         def one_episode(k: Array) -> dict[str, Array]:
@@ -112,7 +112,11 @@ def evaluate(env: MultiAgentEnv, policy: PolicyFn, params: Any, key: Array,
 
         return jax.vmap(one_episode)(jax.random.split(run_key, num_episodes))
 
-    out = jax.jit(jax.vmap(one_run))(params, jax.random.split(key, runs))
+    keys = jax.random.split(key, runs)
+    if env_is_pytree(env):  # large tables as an argument, not constants (make_train)
+        out = jax.jit(jax.vmap(one_run, in_axes=(0, 0, None)))(params, keys, env)
+    else:
+        out = jax.jit(jax.vmap(lambda p, k: one_run(p, k, env)))(params, keys)
     return {k: np.asarray(v) for k, v in out.items()}
 
 
