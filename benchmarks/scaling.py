@@ -107,13 +107,14 @@ def main() -> None:
         print(f"{r['shard']:>6}{r['devices']:>8}{r['compile_s']:>11.1f}{r['run_s']:>9.1f}"
               f"{r['env_steps_per_s']:>14,.0f}{r['max_abs_loss_diff_first_update']:>18.2e}"
               f"{r['max_abs_loss_diff_vs_first']:>13.2e}{str(r['first_update_above_1e-5']):>14}")
-    out = pathlib.Path(args.out_dir) / f"scaling_{rows[0]['platform']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "command": "python benchmarks/scaling.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                   f"{'real' if args.no_force else 'forced CPU'} devices",
-        "rows": rows}, indent=1))
+    from dpo_jax import experiments  # here: the measuring runs are subprocesses
+
+    out = experiments.save_json(
+        pathlib.Path(args.out_dir) / f"scaling_{rows[0]['platform']}.json", {
+            "command": "python benchmarks/scaling.py " + " ".join(sys.argv[1:]),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                       f"{'real' if args.no_force else 'forced CPU'} devices",
+            "rows": rows})
     print(f"wrote {out}")
 
 

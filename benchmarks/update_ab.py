@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import pathlib
 import platform
@@ -33,6 +32,7 @@ import jax.numpy as jnp
 
 import dpo_jax
 from dpo_jax import agents as agents_lib
+from dpo_jax import experiments
 from dpo_jax import train as train_lib
 from dpo_jax.rollout import reset_envs
 from dpo_jax.value_norm import init_value_norm
@@ -130,12 +130,11 @@ def main() -> None:
         print(f"{name:<26} before {b['best_ms']:7.1f} ms (median {b['median_ms']:7.1f})  "
               f"now {n['best_ms']:7.1f} ms (median {n['median_ms']:7.1f})  "
               f"speed-up {b['best_ms'] / n['best_ms']:.2f}x")
-    out = pathlib.Path(args.out_dir) / f"update_ab_{jax.devices()[0].platform}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "command": "python benchmarks/update_ab.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, {cores} core(s) allowed",
-        "results": results}, indent=1))
+    out = experiments.save_json(
+        pathlib.Path(args.out_dir) / f"update_ab_{jax.devices()[0].platform}.json", {
+            "command": "python benchmarks/update_ab.py " + " ".join(sys.argv[1:]),
+            "machine": f"{platform.machine()}, {cores} core(s) allowed",
+            "results": results})
     print(f"wrote {out}")
 
 

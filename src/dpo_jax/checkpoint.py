@@ -111,6 +111,15 @@ def saved_runs(folder: str | pathlib.Path) -> int:
     return int(saved.get("padded_runs", saved["runs"]))
 
 
+def metrics_like(chunk_metrics: Mapping[str, Any], updates_done: int
+                 ) -> dict[str, jax.ShapeDtypeStruct]:
+    """The shapes of the metrics saved after ``updates_done`` updates, from those of
+    one chunk (``[runs, chunk, ...]`` leaves, arrays or ``ShapeDtypeStruct``):
+    ``restore``'s ``like_metrics``."""
+    return {k: jax.ShapeDtypeStruct((v.shape[0], updates_done) + tuple(v.shape[2:]),
+                                    v.dtype) for k, v in chunk_metrics.items()}
+
+
 def save(folder: str | pathlib.Path, updates_done: int, state: Any,
          metrics: Mapping[str, np.ndarray]) -> pathlib.Path:
     """Save ``state`` (a pytree of arrays, e.g. the stacked ``TrainState`` of every

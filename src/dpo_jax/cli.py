@@ -253,8 +253,8 @@ def train(args: Any) -> int:
     curves = {}
     for program in programs:
         n_updates = dpo_jax.num_updates(program.config, env)
-        entries = runspec.entries(spec) if program.name == "pg" else [(program.name, None)]
-        print(f"\n{program.name}: {len(program.labels)} runs ({len(entries)} entries x "
+        groups = runspec.entry_runs(spec, program.labels)
+        print(f"\n{program.name}: {len(program.labels)} runs ({len(groups)} entries x "
               f"{spec.seeds} seeds), {n_updates} updates", flush=True)
         suffix = "" if program.name == "pg" else f"_{program.name}"
         every = args.checkpoint_every or max(1, math.ceil(n_updates / 10))
@@ -269,10 +269,7 @@ def train(args: Any) -> int:
         record = {"updates_done": done, "num_updates": n_updates,
                   "compile_s": run.compile_s, "run_s": run.run_s,
                   "env_steps_per_s": run.env_steps_per_s, "entries": {}}
-        for algo, d_target in entries:
-            rows = [i for i, lab in enumerate(program.labels)
-                    if (lab["algo"], lab["d_target"]) == (algo, d_target)]
-            name = runspec.entry_name(spec, algo, d_target)
+        for name, rows in groups.items():
             values = run.metrics["episode_return"][rows]
             mean, ci = experiments.summarize_final(values)
             record["entries"][name] = {"final_return_mean": mean, "final_return_ci95": ci,
@@ -301,7 +298,7 @@ def evaluate_command(args: EvalArgs) -> int:
 
     from dpo_jax import evaluate, experiments
     from dpo_jax.loggers import run_name
-    from dpo_jax.runspec import entry_name
+    from dpo_jax.runspec import entry_runs
 
     if args.episodes < 1:
         raise UsageError(f"--episodes {args.episodes}: expected an int >= 1")
@@ -322,10 +319,7 @@ def evaluate_command(args: EvalArgs) -> int:
         for r, lab in enumerate(pol.program.labels):
             result["runs"].append({**lab, **{k: float(v[r].mean())
                                              for k, v in scores.items()}})
-        groups: dict[str, list[int]] = {}
-        for r, lab in enumerate(pol.program.labels):
-            groups.setdefault(entry_name(pol.spec, lab["algo"], lab["d_target"]),
-                              []).append(r)
+        groups = entry_runs(pol.spec, pol.program.labels)
         for name, rows in groups.items():
             per_run = scores["episode_return"][rows].mean(axis=1)
             mean, ci = experiments.mean_ci95(per_run)
@@ -355,7 +349,7 @@ def load_scores(out: pathlib.Path, metric: str, last_fraction: float
                 ) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
     """A train folder's task name, ``{entry: per-run final scores}`` and curves."""
     from dpo_jax.loggers import read_jsonl
-    from dpo_jax.runspec import RunSpec, entry_name
+    from dpo_jax.runspec import RunSpec, entry_runs
     from dpo_jax.stats import final_scores
 
     spec = RunSpec.load(out)
@@ -372,20 +366,15 @@ def load_scores(out: pathlib.Path, metric: str, last_fraction: float
         runs: dict[int, list[dict]] = {}
         for row in rows:
             runs.setdefault(row["run"], []).append(row)
-        by_entry: dict[str, list[list[float]]] = {}
-        steps: dict[str, list[int]] = {}
-        for r in sorted(runs):
-            series = sorted(runs[r], key=lambda row: row["update"])
-            name = entry_name(spec, series[0]["algo"], series[0]["d_target"])
-            values = [np.nan if row[metric] is None else np.nanmean(np.asarray(
-                row[metric], np.float64)) for row in series]
-            by_entry.setdefault(name, []).append(values)
-            steps[name] = [row["env_steps"] for row in series]
-        for name, values in by_entry.items():
+        series = [sorted(runs[r], key=lambda row: row["update"]) for r in sorted(runs)]
+        for name, members in entry_runs(spec, [s[0] for s in series]).items():
+            values = [[np.nan if row[metric] is None else np.nanmean(np.asarray(
+                row[metric], np.float64)) for row in series[i]] for i in members]
             length = min(len(v) for v in values)
             array = np.asarray([v[:length] for v in values])
             scores[name] = final_scores(array, last_fraction)
-            curves[name] = (np.asarray(steps[name][:length]), array)
+            steps = [row["env_steps"] for row in series[members[-1]]]
+            curves[name] = (np.asarray(steps[:length]), array)
     return task, scores, curves
 
 

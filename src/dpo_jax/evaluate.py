@@ -164,9 +164,7 @@ def load_policies(out: str | pathlib.Path, program: str = "pg") -> Policies:
     state = init(keys, obj, *env_arg)
     step = jax.eval_shape(jax.vmap(trainer.run, in_axes=(0, None) + in_axes[1:]),
                           state, jnp.int32(0), obj, *env_arg)[1]
-    like = {k: jax.ShapeDtypeStruct((saved_runs, done) + v.shape[2:], v.dtype)
-            for k, v in step.items()}
-    state, _ = checkpoint.restore(folder, done, state, like)
+    state, _ = checkpoint.restore(folder, done, state, checkpoint.metrics_like(step, done))
     params = jax.tree.map(lambda x: x[:len(prog.labels)], state.agents.params)
     if program == "iql":
         return Policies(spec, env, prog, lambda p, g: iql.eval_policy(prog.config, env, p, g),

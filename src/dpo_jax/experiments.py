@@ -386,9 +386,7 @@ def _run_in_chunks(cfg: AnyConfig, env: MultiAgentEnv, args: tuple, obj_axis: An
     parts: list[dict[str, np.ndarray]] = []
     start = 0
     if done is not None:
-        shapes = chunk_program(every).out_info[1]
-        like = {k: jax.ShapeDtypeStruct((v.shape[0], done) + v.shape[2:], v.dtype)
-                for k, v in shapes.items()}
+        like = checkpoint.metrics_like(chunk_program(every).out_info[1], done)
         state, saved = checkpoint.restore(folder, done, state, like)
         parts, start = [saved], done
     run_s = 0.0

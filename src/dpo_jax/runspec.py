@@ -123,6 +123,14 @@ def entry_name(spec: RunSpec, algo: str, d_target: Optional[float]) -> str:
     return f"{algo} d={d_target:g}"
 
 
+def entry_runs(spec: RunSpec, labels: list[Mapping[str, Any]]) -> dict[str, list[int]]:
+    """The run indices of each sweep entry (``entry_name``), in the labels' order."""
+    groups: dict[str, list[int]] = {}
+    for r, lab in enumerate(labels):
+        groups.setdefault(entry_name(spec, lab["algo"], lab["d_target"]), []).append(r)
+    return groups
+
+
 def plan(spec: RunSpec, env: Optional[MultiAgentEnv] = None) -> list[Program]:
     """The job's programs, in training order (see the module docstring)."""
     env = make_env(spec.env, **spec.env_kwargs) if env is None else env

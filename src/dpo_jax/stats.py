@@ -72,18 +72,21 @@ def normalize(scores: Mapping[str, Mapping[str, np.ndarray]], how: str = "minmax
         if missing:
             raise ValueError(f"normalization 'random' needs the random-policy return of "
                              f"tasks {missing}")
+    bounds = {}
+    for task in tasks:
+        every = np.concatenate([np.ravel(s[task]) for s in scores.values()])
+        if how == "minmax":
+            bounds[task] = every.min(), every.max()
+        elif how == "random":
+            bounds[task] = float(random[task]), every.max()
+        else:
+            bounds[task] = 0.0, 1.0
     out = {}
     for algo, by_task in scores.items():
         columns = []
         for task in tasks:
             x = np.asarray(by_task[task], np.float64)
-            every = np.concatenate([np.ravel(s[task]) for s in scores.values()])
-            if how == "minmax":
-                low, high = every.min(), every.max()
-            elif how == "random":
-                low, high = float(random[task]), every.max()
-            else:
-                low, high = 0.0, 1.0
+            low, high = bounds[task]
             columns.append((x - low) / (high - low) if high != low else x - low)
         out[algo] = np.stack(columns, axis=1)
     return out

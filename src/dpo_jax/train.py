@@ -481,9 +481,12 @@ def make_trainer(
                                last_episode, finite, key)
         return new_state, metrics
 
+    def prepare_obj(obj: Optional[ObjectiveParams]) -> ObjectiveParams:
+        return default_obj if obj is None else validate_objective_params(obj)
+
     def init(key: Array, obj: Optional[ObjectiveParams] = None,
              env: MultiAgentEnv = env) -> TrainState:
-        obj = default_obj if obj is None else validate_objective_params(obj)
+        obj = prepare_obj(obj)
         init_key, env_key, run_key = jax.random.split(key, 3)
         agent_state = agents_lib.init_agents(agents, init_key)
         ones = jnp.ones((env.num_agents,), jnp.float32)
@@ -498,9 +501,6 @@ def make_trainer(
             key=run_key,
         )
         return state
-
-    def prepare_obj(obj: Optional[ObjectiveParams]) -> ObjectiveParams:
-        return default_obj if obj is None else validate_objective_params(obj)
 
     def result(state: TrainState, metrics: dict[str, Array]) -> TrainResult:
         return TrainResult(state.agents, state.beta_sqrt, state.beta_kl, metrics)
