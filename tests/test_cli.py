@@ -57,6 +57,9 @@ def test_logs_of_a_stopped_and_resumed_job_equal_the_one_piece_run(job):
     assert len(header) == 1 + 16 and header[0].startswith("run,algo,d_target,seed,update,")
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["programs"]["pg"]["entries"]) == {"dpo", "ippo"}
+    assert summary["command"] == "dpo-jax " + " ".join(["train", "mpe_spread", *SMALL,
+                                                         "--out", str(out), "--resume"])
+    assert "CPU cores" in summary["machine"]
     assert (out / "learning_curve.png").stat().st_size > 0
 
 
@@ -95,6 +98,7 @@ def test_plot_writes_rliable_statistics_of_the_jobs(job, tmp_path):
     rows = loggers.read_jsonl(out / "metrics.jsonl")
     assert cli.main(["plot", str(out), "--to", str(tmp_path), "--reps", "300"]) == 0
     stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["command"].startswith("dpo-jax plot ") and "machine" in stats
     # the raw score of a run: its mean return over the last 10% of updates (>= 1)
     last = max(r["update"] for r in rows)
     expect = sorted(r["episode_return"] for r in rows

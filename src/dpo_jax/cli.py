@@ -202,8 +202,23 @@ def parse_train(argv: Sequence[str]) -> Any:
     return _parse(_train_args_type(default), argv, "train")
 
 
-def train(args: Any) -> int:
-    """``dpo-jax train``: see the module docstring. Returns the exit status."""
+def provenance(argv: Sequence[str]) -> dict[str, str]:
+    """What a result file records of its making: the command and the machine."""
+    import os
+    import platform
+    import shlex
+
+    import jax
+
+    return {"command": "dpo-jax " + shlex.join(argv),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+                       f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+            "jax": jax.__version__}
+
+
+def train(args: Any, argv: Sequence[str] = ()) -> int:
+    """``dpo-jax train``: see the module docstring; ``argv`` (the command line) is
+    recorded in ``summary.json``. Returns the exit status."""
     import jax
 
     import dpo_jax
@@ -248,7 +263,8 @@ def train(args: Any) -> int:
     random_return = float(jax.jit(lambda k: dpo_jax.random_policy_return(env, k))(
         jax.random.key(args.seed + 1))["episode_return"])
     print(f"uniform random policy: mean episode return {random_return:.3f}")
-    summary: dict[str, Any] = {"env": args.env, "env_kwargs": env_kwargs,
+    summary: dict[str, Any] = {**provenance(["train", *argv]),
+                               "env": args.env, "env_kwargs": env_kwargs,
                                "random_return": random_return, "programs": {}}
     curves = {}
     for program in programs:
@@ -292,8 +308,9 @@ def train(args: Any) -> int:
     return 0
 
 
-def evaluate_command(args: EvalArgs) -> int:
-    """``dpo-jax eval``: load, run episodes, print and save ``eval.json``."""
+def evaluate_command(args: EvalArgs, argv: Sequence[str] = ()) -> int:
+    """``dpo-jax eval``: load, run episodes, print and save ``eval.json`` (with the
+    command line ``argv``)."""
     import jax
 
     from dpo_jax import evaluate, experiments
@@ -306,7 +323,8 @@ def evaluate_command(args: EvalArgs) -> int:
     if not names:
         raise UsageError(f"{str(args.out)!r} holds no checkpoint to evaluate")
     mode = "stochastic" if args.stochastic else "greedy"
-    result: dict[str, Any] = {"mode": mode, "episodes": args.episodes, "programs": {},
+    result: dict[str, Any] = {**provenance(["eval", *argv]), "mode": mode,
+                              "episodes": args.episodes, "programs": {},
                               "runs": [], "entries": {}}
     for program in names:
         pol = evaluate.load_policies(args.out, program)
@@ -378,8 +396,9 @@ def load_scores(out: pathlib.Path, metric: str, last_fraction: float
     return task, scores, curves
 
 
-def plot_command(args: PlotArgs) -> int:
-    """``dpo-jax plot``: rliable statistics and figures over tasks."""
+def plot_command(args: PlotArgs, argv: Sequence[str] = ()) -> int:
+    """``dpo-jax plot``: rliable statistics and figures over tasks (``stats.json``
+    records the command line ``argv``)."""
     import json
 
     from dpo_jax import experiments, stats
@@ -426,6 +445,7 @@ def plot_command(args: PlotArgs) -> int:
         x, y = pair.split(",")
         print(f"  P({x} > {y}) = {p:.3f} [{lo:.3f}, {hi:.3f}]")
     experiments.save_json(to / "stats.json", {
+        **provenance(["plot", *argv]),
         "tasks": tasks, "metric": args.metric, "last_fraction": args.last_fraction,
         "normalization": args.normalization, "reps": args.reps,
         "raw_scores": {a: {t: v.tolist() for t, v in by.items()} for a, by in raw.items()},
@@ -473,10 +493,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if command == "envs":
             return envs_command(rest)
         if command == "train":
-            return train(parse_train(rest))
+            return train(parse_train(rest), rest)
         if command == "eval":
-            return evaluate_command(_parse(EvalArgs, rest, command))
-        return plot_command(_parse(PlotArgs, rest, command))
+            return evaluate_command(_parse(EvalArgs, rest, command), rest)
+        return plot_command(_parse(PlotArgs, rest, command), rest)
     except (UsageError, FileNotFoundError) as err:
         return _fail(command, str(err))
     except ValueError as err:  # a config, env or checkpoint check, with its message
