@@ -26,10 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import dpo_jax
-from dpo_jax import agents as agents_lib
-from dpo_jax import experiments
-from dpo_jax.networks import distribution
-from dpo_jax.rollout import reset_envs, step_envs
+from dpo_jax.core import agents as agents_lib
+from dpo_jax.running import experiments
+from dpo_jax.core.networks import distribution
+from dpo_jax.training.rollout import reset_envs, step_envs
 
 DEFAULT_VARIANTS = [
     {"activation": "relu", "input_layer_norm": False, "anneal_lr": False,

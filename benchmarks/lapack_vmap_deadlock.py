@@ -5,7 +5,7 @@
 
 With jaxlib 0.10.2 on a 2-core machine the flax version hangs on its first call:
 both XLA intra-op threads sit in ``lapack_sgeqrf_ffi`` -> ``jax::ParallelBatchMap``
-waiting for batch parts that no free thread can run (see ``dpo_jax.initializers``).
+waiting for batch parts that no free thread can run (see ``dpo_jax.core.initializers``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import argparse
 import flax.linen as nn
 import jax
 
-from dpo_jax.initializers import orthogonal
+from dpo_jax.core.initializers import orthogonal
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ import jax
 
 import dpo_jax
 from dpo_jax.envs.mamujoco_robots import PAPER_TASKS
-from dpo_jax.rollout import random_rollout
+from dpo_jax.training.rollout import random_rollout
 
 ALIAS = {robot: alias for alias, (robot, _) in PAPER_TASKS.items()}
 DEFAULT_RUNS = (

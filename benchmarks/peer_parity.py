@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import dpo_jax
-from dpo_jax import experiments
+from dpo_jax.running import experiments, results
 from dpo_jax.config import JAXMARL_IPPO_MPE, jaxmarl_ippo_config
 
 JAXMARL_EPISODE_STEPS = 26  # JaxMARL's MPE reports done at the 26th step
@@ -75,8 +75,8 @@ def scale_factor(num_agents: int) -> float:
 
 def summarize(returns: np.ndarray, random_return: float) -> dict:
     """Final (last 10%) and first (first 10%) return with 95% CIs over seeds."""
-    final, final_ci = experiments.summarize_final(returns)
-    first, first_ci = experiments.summarize_final(returns[:, ::-1])
+    final, final_ci = results.summarize_final(returns)
+    first, first_ci = results.summarize_final(returns[:, ::-1])
     k = max(1, int(round(returns.shape[1] * 0.1)))
     return {
         "first10_mean": first, "first10_ci95": first_ci,

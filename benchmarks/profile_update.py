@@ -30,10 +30,10 @@ import jax
 import jax.numpy as jnp
 
 import dpo_jax
-from dpo_jax import agents as agents_lib
-from dpo_jax import train as train_lib
-from dpo_jax.rollout import reset_envs
-from dpo_jax.value_norm import init_value_norm
+from dpo_jax.core import agents as agents_lib
+from dpo_jax.training import trainer as train_lib
+from dpo_jax.training.rollout import reset_envs
+from dpo_jax.core.value_norm import init_value_norm
 
 
 def parse_args() -> argparse.Namespace:

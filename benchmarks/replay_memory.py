@@ -23,7 +23,7 @@ import dpo_jax
 from dpo_jax.baselines import replay
 from dpo_jax.baselines.iddpg import empty_transition, replay_codec
 from dpo_jax.envs.mamujoco_robots import PAPER_TASKS
-from dpo_jax.memory import proc_kib
+from dpo_jax.training.memory import proc_kib
 
 TASKS = sorted(f"mamujoco_{robot}_{partition}" for robot, partition in PAPER_TASKS.values())
 

@@ -35,7 +35,7 @@ if sys.argv[2] == "force":
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n}"
 import jax, numpy as np
 import dpo_jax
-from dpo_jax import experiments
+from dpo_jax.running import experiments, results
 cfg = dpo_jax.TrainConfig(num_envs=int(sys.argv[4]), num_steps=25,
                           total_timesteps=int(sys.argv[5]), num_epochs=4, num_minibatches=4,
                           hidden_size=64)
@@ -107,9 +107,9 @@ def main() -> None:
         print(f"{r['shard']:>6}{r['devices']:>8}{r['compile_s']:>11.1f}{r['run_s']:>9.1f}"
               f"{r['env_steps_per_s']:>14,.0f}{r['max_abs_loss_diff_first_update']:>18.2e}"
               f"{r['max_abs_loss_diff_vs_first']:>13.2e}{str(r['first_update_above_1e-5']):>14}")
-    from dpo_jax import experiments  # here: the measuring runs are subprocesses
+    from dpo_jax.running import results  # here: the measuring runs are subprocesses
 
-    out = experiments.save_json(
+    out = results.save_json(
         pathlib.Path(args.out_dir) / f"scaling_{rows[0]['platform']}.json", {
             "command": "python benchmarks/scaling.py " + " ".join(sys.argv[1:]),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, "

@@ -40,7 +40,7 @@ from typing import Any
 import jax
 
 import dpo_jax
-from dpo_jax.rollout import random_rollout
+from dpo_jax.training.rollout import random_rollout
 
 
 def _best_time(fn, args, repeats: int) -> float:

@@ -31,11 +31,11 @@ import jax
 import jax.numpy as jnp
 
 import dpo_jax
-from dpo_jax import agents as agents_lib
-from dpo_jax import experiments
-from dpo_jax import train as train_lib
-from dpo_jax.rollout import reset_envs
-from dpo_jax.value_norm import init_value_norm
+from dpo_jax.core import agents as agents_lib
+from dpo_jax.running.results import save_json
+from dpo_jax.training import trainer as train_lib
+from dpo_jax.training.rollout import reset_envs
+from dpo_jax.core.value_norm import init_value_norm
 
 
 def alternate(fns: dict, args: dict, repeats: int) -> dict:
@@ -130,7 +130,7 @@ def main() -> None:
         print(f"{name:<26} before {b['best_ms']:7.1f} ms (median {b['median_ms']:7.1f})  "
               f"now {n['best_ms']:7.1f} ms (median {n['median_ms']:7.1f})  "
               f"speed-up {b['best_ms'] / n['best_ms']:.2f}x")
-    out = experiments.save_json(
+    out = save_json(
         pathlib.Path(args.out_dir) / f"update_ab_{jax.devices()[0].platform}.json", {
             "command": "python benchmarks/update_ab.py " + " ".join(sys.argv[1:]),
             "machine": f"{platform.machine()}, {cores} core(s) allowed",

@@ -48,7 +48,7 @@ import time
 import jax
 
 import dpo_jax
-from dpo_jax import experiments
+from dpo_jax.running import experiments, plots, results, scripts
 from dpo_jax.envs.mamujoco import PHYSICS_PRESETS
 from dpo_jax.envs.mamujoco_robots import PAPER_TASKS
 
@@ -69,7 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--task", default="hopper_3x1", choices=sorted(TASKS))
     p.add_argument("--algos", nargs="+", default=["dpo", "ippo", "iddpg"], choices=ALGOS,
                    help="algorithms drawn on one figure (dpo ippo iddpg, the paper's Fig. 3)")
-    p.add_argument("--seeds", type=experiments.positive_int, help="independent runs per algorithm (3)")
+    p.add_argument("--seeds", type=scripts.positive_int, help="independent runs per algorithm (3)")
     p.add_argument("--seed", type=int, default=0, help="base PRNG seed")
     p.add_argument("--total-timesteps", type=int, help="env steps per run (300k)")
     p.add_argument("--num-envs", type=int, help="parallel envs per run (16)")
@@ -86,12 +86,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="IDDPG: replay capacity in transitions (min(1e6, total))")
     p.add_argument("--iddpg-batch-size", type=int,
                    help="IDDPG: transitions per gradient step (min(256, buffer))")
-    p.add_argument("--out", type=experiments.out_dir_arg, default="runs/mamujoco", help="output folder")
+    p.add_argument("--out", type=scripts.out_dir_arg, default="runs/mamujoco", help="output folder")
     p.add_argument("--print-every", type=int, default=1, help="updates between lines")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 seed, 3 updates of 4 envs x 32 steps, episodes of 32; "
                         "IDDPG with 64 warm-up steps, a 384-transition buffer, batches of 32")
-    experiments.add_device_args(p)
+    scripts.add_device_args(p)
     args = p.parse_args(argv)
     for name, value in (QUICK if args.quick else DEFAULTS).items():
         if getattr(args, name) is None:
@@ -122,6 +122,7 @@ def iddpg_config(args: argparse.Namespace) -> dpo_jax.IDDPGConfig:
 
 def main() -> None:
     args = parse_args()
+    scripts.setup(args.cpu_devices)
     env = dpo_jax.make_env(TASKS[args.task], max_steps=args.max_steps, physics=args.physics)
     cfg = dpo_jax.paper_config("mamujoco", d_target=args.d_target, num_envs=args.num_envs,
                                num_steps=args.num_steps, total_timesteps=args.total_timesteps)
@@ -149,8 +150,8 @@ def main() -> None:
 
     def record(algo, metrics):
         steps = metrics["env_steps"][0]
-        ret, ret_ci = experiments.summarize_final(metrics["episode_return"])
-        rew, rew_ci = experiments.summarize_final(metrics["step_reward"])
+        ret, ret_ci = results.summarize_final(metrics["episode_return"])
+        rew, rew_ci = results.summarize_final(metrics["step_reward"])
         finals[algo] = {"return": ret, "return_ci95": ret_ci, "step_reward": rew,
                         "step_reward_ci95": rew_ci, "env_steps": int(steps[-1])}
         curves[LABELS[algo]] = (steps, metrics["episode_return"])
@@ -175,7 +176,7 @@ def main() -> None:
                 "config": cfg.__dict__, "device": jax.devices()[0].device_kind,
                 "compile_s": run.compile_s, "run_s": run.run_s,
                 "env_steps_per_s": run.env_steps_per_s}
-        files += experiments.save_metrics(out_dir, "metrics", run.metrics, meta)
+        files += results.save_metrics(out_dir, "metrics", run.metrics, meta)
     if ddpg_cfg is not None:
         print("compiling IDDPG (a second MJX compile) ...", flush=True)
         run = experiments.run(ddpg_cfg, env, experiments.stack_keys(args.seed, args.seeds),
@@ -192,20 +193,19 @@ def main() -> None:
                 "config": dataclasses.asdict(ddpg_cfg), "device": jax.devices()[0].device_kind,
                 "compile_s": run.compile_s, "run_s": run.run_s,
                 "env_steps_per_s": run.env_steps_per_s}
-        files += experiments.save_metrics(out_dir, "metrics_iddpg", run.metrics, meta)
+        files += results.save_metrics(out_dir, "metrics_iddpg", run.metrics, meta)
 
-    files.append(experiments.plot_curves(
-        out_dir / "return.png", curves,
-        title=f"{env.name} (agent_obsk {env.agent_obsk}, d_target = {cfg.d_target:g})",
-        ylabel="episode return"))
-    files.append(experiments.plot_curves(
-        out_dir / "step_reward.png", reward_curves,
-        title=f"{env.name}: reward per step of each update's rollout",
-        ylabel="mean reward per agent and env step"))
+    plots.plot_curves(
+        curves, title=f"{env.name} (agent_obsk {env.agent_obsk}, d_target = {cfg.d_target:g})",
+        ylabel="episode return", path=out_dir / "return.png")
+    plots.plot_curves(
+        reward_curves, title=f"{env.name}: reward per step of each update's rollout",
+        ylabel="mean reward per agent and env step", path=out_dir / "step_reward.png")
+    files += [out_dir / "return.png", out_dir / "step_reward.png"]
     compile_s = sum(t["compile_s"] for t in timing.values())
     run_s = sum(t["run_s"] for t in timing.values())
     env_steps = max(f["env_steps"] for f in finals.values())
-    experiments.save_json(out_dir / "summary.json", {
+    results.save_json(out_dir / "summary.json", {
         "task": args.task, "seeds": args.seeds, "env_steps": env_steps,
         "final": finals, "compile_s": compile_s, "run_s": run_s, "timing": timing})
 

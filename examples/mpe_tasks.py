@@ -29,8 +29,9 @@ import jax
 import jax.numpy as jnp
 
 import dpo_jax
-from dpo_jax import agents as agents_lib
-from dpo_jax import experiments, render, sharding
+from dpo_jax.core import agents as agents_lib
+from dpo_jax.parallel import sharding
+from dpo_jax.running import experiments, plots, render, results, scripts
 
 TASKS = ("mpe_navigation", "mpe_line", "mpe_circle")
 TITLES = {"mpe_navigation": "simple spread", "mpe_line": "line control",
@@ -46,17 +47,17 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--algos", nargs="+", default=list(ALGOS), choices=dpo_jax.ALGORITHMS + ("iql",))
-    p.add_argument("--seeds", type=experiments.positive_int, help="independent runs per algorithm (5)")
+    p.add_argument("--seeds", type=scripts.positive_int, help="independent runs per algorithm (5)")
     p.add_argument("--seed", type=int, default=0, help="base PRNG seed")
     p.add_argument("--total-timesteps", type=int,
                    help="env steps per run (2M: the default wants an accelerator)")
     p.add_argument("--num-envs", type=int, help="parallel envs per run (64)")
     p.add_argument("--num-agents", type=int, default=5)
-    p.add_argument("--out", type=experiments.out_dir_arg, default="runs/mpe_tasks", help="output folder")
+    p.add_argument("--out", type=scripts.out_dir_arg, default="runs/mpe_tasks", help="output folder")
     p.add_argument("--print-every", type=int, default=20, help="updates between lines")
     p.add_argument("--quick", action="store_true",
                    help="CPU-minutes run: defaults become 2 seeds, 40k steps, 32 envs")
-    experiments.add_device_args(p)
+    scripts.add_device_args(p)
     args = p.parse_args()
     for name, value in (QUICK if args.quick else FULL).items():
         if getattr(args, name) is None:
@@ -73,7 +74,7 @@ def run_iql(cfg, env, seeds, seed, print_every, out_dir):
                               num_envs=cfg.num_envs)  # only the fields IQL uses
     run = experiments.run(iql, env, experiments.stack_keys(seed, seeds),
                           progress=print_every)
-    experiments.save_metrics(out_dir, "iql", run.metrics,
+    results.save_metrics(out_dir, "iql", run.metrics,
                              {"env": env.name, "runs": ["iql"] * seeds,
                               "compile_s": run.compile_s, "run_s": run.run_s})
     return run
@@ -123,8 +124,8 @@ def run_task(task, args):
         curves[LABELS["iql"]] = (iql.metrics["env_steps"][0], iql.metrics["episode_return"])
     finals = {}
     for a, m in by_algo.items():
-        ret, ret_ci = experiments.summarize_final(m["episode_return"])
-        dist, dist_ci = experiments.summarize_final(m["target_distance"])
+        ret, ret_ci = results.summarize_final(m["episode_return"])
+        dist, dist_ci = results.summarize_final(m["target_distance"])
         finals[a] = {"return": ret, "return_ci95": ret_ci,
                      "target_distance": dist, "target_distance_ci95": dist_ci}
     meta = {"env": env.name, "num_agents": env.num_agents, "seeds": args.seeds,
@@ -132,12 +133,12 @@ def run_task(task, args):
             "config": cfg.__dict__, "device": jax.devices()[0].device_kind,
             "compile_s": run.compile_s, "run_s": run.run_s,
             "random_policy_return": random_return}
-    files = experiments.save_metrics(out_dir, "metrics", run.metrics, meta)
-    files.append(experiments.plot_curves(
-        out_dir / "learning_curve.png",
+    files = results.save_metrics(out_dir, "metrics", run.metrics, meta)
+    plots.plot_curves(
         curves,
         title=f"MPE {TITLES[task]}, {env.num_agents} agents (d_target = {cfg.d_target:g})",
-        hlines={"uniform random policy": random_return}))
+        hlines={"uniform random policy": random_return}, path=out_dir / "learning_curve.png")
+    files.append(out_dir / "learning_curve.png")
 
     shown = "dpo" if "dpo" in pg_algos else pg_algos[0]
     first_run = pg_algos.index(shown) * args.seeds
@@ -145,7 +146,7 @@ def run_task(task, args):
     render_files, demo_return = render_policy(cfg, env, params, out_dir / f"{shown}_policy",
                                               jax.random.key(args.seed + 2))
     files += render_files
-    experiments.save_json(out_dir / "summary.json", {
+    results.save_json(out_dir / "summary.json", {
         "env": env.name, "random_policy_return": random_return, "final": finals,
         "rendered_run": shown, "rendered_return": demo_return,
         "compile_s": run.compile_s, "run_s": run.run_s})
@@ -159,6 +160,7 @@ def run_task(task, args):
 
 def main() -> None:
     args = parse_args()
+    scripts.setup(args.cpu_devices)
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()})")
     t0 = time.perf_counter()
     results = {task: run_task(task, args) for task in args.tasks}

@@ -23,7 +23,7 @@ import time
 import jax
 
 import dpo_jax
-from dpo_jax import experiments
+from dpo_jax.running import experiments, plots, results, scripts
 from dpo_jax.envs.smax import SMAX_MAPS
 
 LABELS = {"dpo": "DPO", "ippo": "IPPO", "ippo_kl": "IPPO-KL",
@@ -36,18 +36,18 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--map", default="3m", choices=sorted(SMAX_MAPS), dest="map_name")
     p.add_argument("--algos", nargs="+", default=["dpo", "ippo"], choices=dpo_jax.ALGORITHMS)
-    p.add_argument("--seeds", type=experiments.positive_int, help="independent runs per algorithm (3)")
+    p.add_argument("--seeds", type=scripts.positive_int, help="independent runs per algorithm (3)")
     p.add_argument("--seed", type=int, default=0, help="base PRNG seed")
     p.add_argument("--total-timesteps", type=int, help="env steps per run (100k)")
     p.add_argument("--num-envs", type=int, help="parallel envs per run (16)")
     p.add_argument("--d-target", type=float, default=dpo_jax.PAPER_D_TARGET["smax"])
     p.add_argument("--no-adv-scale", action="store_true",
                    help="drop eq. 19's 1/N on the advantage term (the authors' code)")
-    p.add_argument("--out", type=experiments.out_dir_arg, default="runs/smax", help="output folder")
+    p.add_argument("--out", type=scripts.out_dir_arg, default="runs/smax", help="output folder")
     p.add_argument("--print-every", type=int, default=5, help="updates between lines")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: 2 seeds, {QUICK_UPDATES} updates of {QUICK_ENVS} envs")
-    experiments.add_device_args(p)
+    scripts.add_device_args(p)
     args = p.parse_args()
     limit = SMAX_MAPS[args.map_name].limit
     quick = {"seeds": 2, "num_envs": QUICK_ENVS,
@@ -60,6 +60,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    scripts.setup(args.cpu_devices)
     env = dpo_jax.make_env("smax", map_name=args.map_name)
     cfg = dpo_jax.paper_config("smax", d_target=args.d_target, num_envs=args.num_envs,
                                total_timesteps=args.total_timesteps,
@@ -87,8 +88,8 @@ def main() -> None:
     steps = run.metrics["env_steps"][0]
     finals = {}
     for a, m in by_algo.items():
-        ret, ret_ci = experiments.summarize_final(m["episode_return"])
-        won, won_ci = experiments.summarize_final(m["won"])
+        ret, ret_ci = results.summarize_final(m["episode_return"])
+        won, won_ci = results.summarize_final(m["won"])
         finals[a] = {"return": ret, "return_ci95": ret_ci, "win_rate": won,
                      "win_rate_ci95": won_ci}
     meta = {"env": env.name, "map": args.map_name, "num_agents": env.num_agents,
@@ -96,16 +97,16 @@ def main() -> None:
             "config": cfg.__dict__, "device": jax.devices()[0].device_kind,
             "compile_s": run.compile_s, "run_s": run.run_s,
             "env_steps_per_s": run.env_steps_per_s, "random_policy": random}
-    files = experiments.save_metrics(out_dir, "metrics", run.metrics, meta)
+    files = results.save_metrics(out_dir, "metrics", run.metrics, meta)
     title = f"SMAX {args.map_name} (d_target = {cfg.d_target:g})"
     for key, ylabel, name in (("episode_return", "episode return", "return"),
                               ("won", "win rate", "win_rate")):
-        files.append(experiments.plot_curves(
-            out_dir / f"{name}.png",
+        plots.plot_curves(
             {LABELS[a]: (steps, m[key]) for a, m in by_algo.items()},
             title=title, ylabel=ylabel,
-            hlines={"uniform random policy": random[key]}))
-    experiments.save_json(out_dir / "summary.json", {
+            hlines={"uniform random policy": random[key]}, path=out_dir / f"{name}.png")
+        files.append(out_dir / f"{name}.png")
+    results.save_json(out_dir / "summary.json", {
         "map": args.map_name, "seeds": args.seeds, "env_steps": int(steps[-1]),
         "random_policy": random, "final": finals, "compile_s": run.compile_s,
         "run_s": run.run_s})

@@ -29,7 +29,7 @@ import pathlib
 import jax
 
 import dpo_jax
-from dpo_jax import experiments
+from dpo_jax.running import experiments, plots, results, scripts
 
 ALGOS = ("dpo", "ippo", "ippo_kl", "dpo_no_kl")
 LABELS = {"dpo": "DPO", "ippo": "IPPO", "ippo_kl": "IPPO-KL", "dpo_no_kl": "DPO w/o kl"}
@@ -46,7 +46,7 @@ def run_iql(args, env, j_star, out_dir):
     run = experiments.run(cfg, env, experiments.stack_keys(args.seed, args.seeds),
                           progress=args.print_every)
     print(f"compile {run.compile_s:.1f} s, run {run.run_s:.1f} s")
-    experiments.save_metrics(out_dir, "iql", run.metrics,
+    results.save_metrics(out_dir, "iql", run.metrics,
                              {"runs": ["iql"] * args.seeds, "J_star": j_star,
                               "config": cfg.__dict__, "compile_s": run.compile_s,
                               "run_s": run.run_s})
@@ -69,18 +69,17 @@ def delta_omega_grid(args: argparse.Namespace, env, base, j_star: float,
     run, by_pair = experiments.run_sweep(base, env, params, args.seeds, args.seed,
                                          args.print_every, shard=args.shard)
     steps = run.metrics["env_steps"][0]
-    experiments.save_metrics(out_dir, "delta_omega", run.metrics,
+    results.save_metrics(out_dir, "delta_omega", run.metrics,
                              {"runs": [nm for nm in names for _ in range(args.seeds)],
                               "J_star": j_star, "config": base.__dict__,
                               "compile_s": run.compile_s, "run_s": run.run_s})
-    experiments.plot_curves(
-        out_dir / "delta_omega.png",
+    plots.plot_curves(
         {nm: (steps, m["optimality_ratio"]) for nm, m in by_pair.items()},
         title="DPO: influence of (delta, omega) (Fig. 9)", ylabel="J(pi) / J*",
-        hlines={"global optimum": 1.0})
+        hlines={"global optimum": 1.0}, path=out_dir / "delta_omega.png")
     print(f"compile {run.compile_s:.1f} s, run {run.run_s:.1f} s; final J(pi)/J*:")
     for nm, m in by_pair.items():
-        mean, ci = experiments.summarize_final(m["optimality_ratio"])
+        mean, ci = results.summarize_final(m["optimality_ratio"])
         print(f"  {nm:<22} {mean:.3f} +- {ci:.3f}")
 
 
@@ -94,7 +93,7 @@ def compare_algorithms(args: argparse.Namespace, env, base, j_star: float,
                                          args.print_every, shard=args.shard)
     print(f"compile {run.compile_s:.1f} s, run {run.run_s:.1f} s")
     steps = run.metrics["env_steps"][0]
-    experiments.save_metrics(out_dir, "algorithms", run.metrics,
+    results.save_metrics(out_dir, "algorithms", run.metrics,
                              {"runs": [a for a in ALGOS for _ in range(args.seeds)],
                               "J_star": j_star, "config": base.__dict__,
                               "compile_s": run.compile_s, "run_s": run.run_s})
@@ -102,27 +101,26 @@ def compare_algorithms(args: argparse.Namespace, env, base, j_star: float,
     iql_ratio = None if args.no_iql else run_iql(args, env, j_star, out_dir)
     if iql_ratio is not None:
         curves["IQL (greedy, sampled)"] = iql_ratio
-    experiments.plot_curves(
-        out_dir / "algorithms.png", curves,
-        title=f"stochastic game ({env.num_states} states, {n} agents): J(pi)/J*",
-        ylabel="J(pi) / J*", hlines={"global optimum": 1.0})
+    plots.plot_curves(
+        curves, title=f"stochastic game ({env.num_states} states, {n} agents): J(pi)/J*",
+        ylabel="J(pi) / J*", hlines={"global optimum": 1.0}, path=out_dir / "algorithms.png")
     print("\nfinal J(pi)/J* (mean over the last 10% of updates, 95% CI over seeds):")
     for label, (_, ratio) in curves.items():
-        mean, ci = experiments.summarize_final(ratio)
+        mean, ci = results.summarize_final(ratio)
         print(f"  {label:<21} {mean:.3f} +- {ci:.3f}")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--game", choices=("small", "paper"), default="small")
-    p.add_argument("--seeds", type=experiments.positive_int, default=5)
+    p.add_argument("--seeds", type=scripts.positive_int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--total-timesteps", type=int, default=60_000)
     p.add_argument("--num-envs", type=int, default=32)
-    p.add_argument("--episode-length", type=experiments.positive_int, default=None,
+    p.add_argument("--episode-length", type=scripts.positive_int, default=None,
                    help="horizon H of the game's episodes (default: its number of "
                         "states, as the paper); J* is solved for this H")
-    p.add_argument("--out", type=experiments.out_dir_arg, default="runs/stochastic_game")
+    p.add_argument("--out", type=scripts.out_dir_arg, default="runs/stochastic_game")
     p.add_argument("--print-every", type=int, default=10)
     p.add_argument("--skip-sweep", action="store_true", help="only the algorithm comparison")
     p.add_argument("--sweep-only", action="store_true", help="only the d_target sweep")
@@ -130,8 +128,9 @@ def main() -> None:
     p.add_argument("--no-iql", action="store_true", help="leave IQL out of the comparison")
     p.add_argument("--delta-omega-grid", action="store_true",
                    help="only Fig. 9: DPO with the paper's seven (delta, omega) pairs")
-    experiments.add_device_args(p)
+    scripts.add_device_args(p)
     args = p.parse_args()
+    scripts.setup(args.cpu_devices)
     if args.quick:
         args.seeds, args.total_timesteps = 2, 15_000
 
@@ -158,16 +157,15 @@ def main() -> None:
               for nm, d in zip(names, D_TARGETS)}
     run, by_d = experiments.run_sweep(base, env, params, args.seeds, args.seed,
                                       args.print_every, shard=args.shard)
-    experiments.save_metrics(out_dir, "d_target", run.metrics,
+    results.save_metrics(out_dir, "d_target", run.metrics,
                              {"runs": [nm for nm in names for _ in range(args.seeds)],
                               "J_star": j_star, "config": base.__dict__})
-    experiments.plot_curves(
-        out_dir / "d_target.png",
+    plots.plot_curves(
         {nm: (run.metrics["env_steps"][0], m["optimality_ratio"]) for nm, m in by_d.items()},
         title="DPO: influence of d_target", ylabel="J(pi) / J*",
-        hlines={"global optimum": 1.0})
+        hlines={"global optimum": 1.0}, path=out_dir / "d_target.png")
     for nm, m in by_d.items():
-        mean, ci = experiments.summarize_final(m["optimality_ratio"])
+        mean, ci = results.summarize_final(m["optimality_ratio"])
         print(f"  {nm:<15} {mean:.3f} +- {ci:.3f}")
     print(f"\nwrote metrics and figures to {out_dir}")
 

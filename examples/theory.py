@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpo_jax import experiments, theory
+from dpo_jax import theory
+from dpo_jax.running import scripts
 
 ALGOS = {"dpo": "DPO (eq. 19, adaptive betas)", "ippo": "IPPO (clip 0.2)",
          "ippo_kl": "IPPO-KL (adaptive beta)", "dpo_theory": "DPO theory (eq. 17)"}
@@ -37,15 +38,15 @@ ALGOS = {"dpo": "DPO (eq. 19, adaptive betas)", "ippo": "IPPO (clip 0.2)",
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--states", type=experiments.positive_int, default=5)
-    p.add_argument("--agents", type=experiments.positive_int, default=3)
-    p.add_argument("--actions", type=experiments.positive_int, default=3)
+    p.add_argument("--states", type=scripts.positive_int, default=5)
+    p.add_argument("--agents", type=scripts.positive_int, default=3)
+    p.add_argument("--actions", type=scripts.positive_int, default=3)
     p.add_argument("--gamma", type=float, default=0.9)
-    p.add_argument("--updates", type=experiments.positive_int, default=60)
-    p.add_argument("--games", type=experiments.positive_int, default=100)
+    p.add_argument("--updates", type=scripts.positive_int, default=60)
+    p.add_argument("--games", type=scripts.positive_int, default=100)
     p.add_argument("--d-target", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=experiments.out_dir_arg, default="runs/theory")
+    p.add_argument("--out", type=scripts.out_dir_arg, default="runs/theory")
     return p.parse_args()
 
 

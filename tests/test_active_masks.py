@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import dpo_jax
-from dpo_jax import train as train_lib
-from dpo_jax.objectives import objective_params, policy_loss, value_loss
+from dpo_jax.training import trainer as train_lib
+from dpo_jax.core.objectives import objective_params, policy_loss, value_loss
 
 RATIOS = np.array([1.5, 0.5, 1.0, 1.1, 1.25, 0.7])
 ADV = np.array([2.0, -2.0, 3.0, -1.0, -0.5, 0.25])
@@ -72,9 +72,9 @@ def test_smax_mask_is_unit_alive_and_training_uses_it():
     # the rollout records the mask; a non-SMAX env records none (unchanged numerics)
     cfg = dpo_jax.TrainConfig(num_envs=2, num_steps=60, total_timesteps=120, num_epochs=1,
                               hidden_size=8)
-    agents = dpo_jax.agents.make_agents(cfg, env, 1)
-    state = dpo_jax.agents.init_agents(agents, jax.random.key(1))
-    batch = dpo_jax.rollout.reset_envs(env, jax.random.key(2), 2)
+    agents = dpo_jax.core.agents.make_agents(cfg, env, 1)
+    state = dpo_jax.core.agents.init_agents(agents, jax.random.key(1))
+    batch = dpo_jax.training.rollout.reset_envs(env, jax.random.key(2), 2)
     _, traj = jax.jit(lambda b: train_lib.rollout(env, agents, state.params, b,
                                                   jax.random.key(3), 60, True))(batch)
     assert traj.active.shape == (60, 2, 3) and traj.active.dtype == bool

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import parameterized
 
-from dpo_jax.advantages import gae
+from dpo_jax.core.advantages import gae
 
 GAMMA, LAMBDA = 0.9, 0.8
 

@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dpo_jax import agents as agents_lib
-from dpo_jax import train as train_lib
+from dpo_jax.core import agents as agents_lib
+from dpo_jax.training import trainer as train_lib
 from dpo_jax.config import TrainConfig
 from dpo_jax.envs.base import DiscreteActions
-from dpo_jax.networks import distribution
-from dpo_jax.objectives import objective_params
+from dpo_jax.core.networks import distribution
+from dpo_jax.core.objectives import objective_params
 
 NUM_AGENTS, OBS_DIM, NUM_ACTIONS, BATCH = 3, 4, 3, 16
 

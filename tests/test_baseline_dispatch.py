@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import dpo_jax
-from dpo_jax import experiments
+from dpo_jax.running import experiments
 from dpo_jax.baselines import IDDPGConfig, IQLConfig
 from dpo_jax.baselines.config import from_train_config
 from dpo_jax.envs.continuous_reach import make_continuous_reach

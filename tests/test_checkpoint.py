@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import dpo_jax
-from dpo_jax import checkpoint, experiments
+from dpo_jax.running import checkpoint, experiments
 
 
 def _setup(name):
@@ -102,7 +102,7 @@ def test_save_and_restore_keep_keys_and_zero_size_arrays(tmp_path):
     state = {"w": jnp.arange(6.0).reshape(2, 3), "c": jnp.zeros((2, 5, 0)),
              "key": jax.random.split(jax.random.key(1), 2), "n": jnp.ones((2,), jnp.int32),
              "goal": None}  # a None field, as JaxMARL MPE states have
-    checkpoint.save(tmp_path, 3, state, {"loss": np.ones((2, 3))})
+    checkpoint.save(tmp_path, 0, 3, state, {"loss": np.ones((2, 3))})
     like = jax.tree.map(jnp.zeros_like, state)
     restored, metrics = checkpoint.restore(tmp_path, 3, like, {"loss": np.zeros((2, 3))})
     np.testing.assert_array_equal(restored["w"], state["w"])

@@ -15,7 +15,7 @@ from dpo_jax.baselines import common, iddpg
 from dpo_jax.envs.base import ContinuousActions
 from dpo_jax.envs.continuous_reach import goal_positions, make_continuous_reach
 from dpo_jax.envs.stochastic_game import make_small_stochastic_game
-from dpo_jax.rollout import random_policy_return
+from dpo_jax.training.rollout import random_policy_return
 
 
 class CriticTargetTest(chex.TestCase):

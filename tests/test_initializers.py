@@ -1,6 +1,6 @@
 """The LAPACK-free orthogonal initialiser against numpy's QR and flax's initialiser,
 and the training program's freedom from LAPACK calls (they deadlock XLA's CPU
-runtime under vmap on jaxlib 0.10.2: see ``dpo_jax.initializers``)."""
+runtime under vmap on jaxlib 0.10.2: see ``dpo_jax.core.initializers``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import dpo_jax
-from dpo_jax.initializers import householder_qr, orthogonal
+from dpo_jax.core.initializers import householder_qr, orthogonal
 
 
 @pytest.mark.parametrize("shape", [(5, 3), (40, 7), (64, 64), (1, 1)])

@@ -14,7 +14,7 @@ from dpo_jax.baselines import common, iql
 from dpo_jax.envs import stochastic_game as sg
 from dpo_jax.envs.base import DiscreteActions, EnvStep, MultiAgentEnv
 from dpo_jax.envs.continuous_reach import make_continuous_reach
-from dpo_jax.rollout import episode_stats
+from dpo_jax.training.rollout import episode_stats
 
 
 class TDTargetTest(chex.TestCase):
@@ -140,10 +140,8 @@ def chain_game(horizon: int = 6) -> sg.StochasticGame:
         transitions[s, 0, 0], rewards[s, 0] = 1.0, 0.1
         transitions[s, 3, min(s + 1, 2)] = 1.0
     rewards[2, 3] = 1.0
-    tables = sg.GameTables(jnp.asarray(rewards), jnp.asarray(transitions))
-    # the stochastic game only draws random tables; rebuild one around ours
-    return sg.StochasticGame.tree_unflatten(
-        ((3, 2, 2, 0, horizon), sg._Optimum(tables, horizon)), (tables,))
+    return sg.StochasticGame.from_tables(rewards, transitions, episode_length=horizon,
+                                         num_agents=2)
 
 
 def test_iql_solves_a_tiny_deterministic_game_exactly_for_two_seeds_in_one_compile():

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import dpo_jax
-from dpo_jax import experiments
+from dpo_jax.running import experiments
 
 FULL = os.environ.get("DPO_JAX_FULL") == "1"
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -46,7 +46,6 @@ def test_dpo_raises_exact_return_on_small_stochastic_game():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FULL, reason="set DPO_JAX_FULL=1 for the long version")
 def test_dpo_long_run_small_stochastic_game():
     env, m = _stochastic_game_run(16 * 30 * 150)
     final = m["optimality_ratio"][:, -10:].mean(axis=1)
@@ -61,14 +60,17 @@ def _mpe_run(num_updates: int, num_envs: int, tmp_path) -> tuple[np.ndarray, flo
     total = num_updates * num_envs * 128
     cmd = [sys.executable, str(ROOT / "examples" / "mpe_spread.py"), "--seeds", "2",
            "--algos", "dpo", "--num-envs", str(num_envs), "--total-timesteps", str(total),
-           "--out", str(tmp_path), "--print-every", "1000000"]
+           "--out", str(tmp_path), "--progress", "1000000"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    data = json.loads((tmp_path / "metrics.json").read_text())
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "metrics.csv")
     assert (tmp_path / "learning_curve.png").stat().st_size > 0
-    returns = np.asarray(data["metrics"]["episode_return"], dtype=np.float64)
+    returns = table.pivot(index="run", columns="update", values="episode_return").to_numpy()
     assert returns.shape == (2, num_updates)
-    return returns, float(data["meta"]["random_policy_return"])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    return returns, float(summary["random_return"])
 
 
 def test_dpo_beats_random_on_mpe_spread(tmp_path):
@@ -82,7 +84,6 @@ def test_dpo_beats_random_on_mpe_spread(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FULL, reason="set DPO_JAX_FULL=1 for the long version")
 def test_dpo_long_run_mpe_spread(tmp_path):
     returns, random_return = _mpe_run(200, 16, tmp_path)
     final = np.nanmean(returns[:, -30:])

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import dpo_jax
-from dpo_jax import experiments, loggers
+from dpo_jax.running import experiments, loggers, progress
 
 LABELS = [{"algo": "dpo", "d_target": 0.01, "seed": 0},
           {"algo": "ippo", "d_target": None, "seed": 0}]
@@ -29,15 +29,16 @@ def _chunk(first, count, runs=2, agents=3):
             "env_steps": np.stack([(updates + 1) * 100] * runs).astype(np.int64)}
 
 
-def test_jsonl_and_csv_rows_and_resume_truncation(tmp_path):
+def test_jsonl_and_csv_rows_and_their_rebuild_from_the_checkpoint_history(tmp_path):
     logs = [loggers.JsonlLogger(tmp_path / "m.jsonl", LABELS),
             loggers.CsvLogger(tmp_path / "m.csv", LABELS)]
     for log in logs:
         log.start(0)
         log.write(0, _chunk(0, 3))
-    # a stop after update 2 with a checkpoint after update 1: resume from 2
+    # a stop after update 2 with a checkpoint after update 1: resume from 2, the
+    # checkpoint's metrics of updates 0-1 as history; row 2 of the first process goes
     for log in logs:
-        log.start(2)
+        log.start(2, _chunk(0, 2))
         log.write(2, _chunk(2, 2))
     rows = loggers.read_jsonl(tmp_path / "m.jsonl")
     assert [(r["run"], r["update"]) for r in rows] == [
@@ -51,6 +52,14 @@ def test_jsonl_and_csv_rows_and_resume_truncation(tmp_path):
     assert table[7]["algo"] == "ippo" and table[7]["d_target"] == ""
     assert float(table[7]["kl"]) == pytest.approx(0.4)  # mean over the 3 agents
     assert table[0]["episode_return"] == "nan"
+    # a crash after a checkpoint at 3 but before its rows were written: the resume
+    # writes them from the checkpoint's history
+    for log in logs:
+        log.start(0)
+        log.write(0, _chunk(0, 1))
+        log.start(3, _chunk(0, 3))
+    rows = loggers.read_jsonl(tmp_path / "m.jsonl")
+    assert [r["update"] for r in rows] == [0, 0, 1, 1, 2, 2]
     with pytest.raises(ValueError, match="3 runs are labelled"):
         loggers.JsonlLogger(tmp_path / "x.jsonl", LABELS + LABELS[:1]).write(0, _chunk(0, 1))
 
@@ -102,8 +111,8 @@ def test_wandb_offline_runs_and_resume_reuses_them(tmp_path, monkeypatch):
     runs = sorted(p.name for p in (tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and all(any(i in name for name in runs) for i in ids.values())
     again = loggers.WandbLogger(tmp_path, LABELS)
-    again.start(2)
-    assert [run.id for run in again._runs] == [ids["dpo_d0p01_s0"], ids["ippo_s0"]]
+    again.start(2, _chunk(0, 2))
+    assert again.run_ids == [ids["dpo_d0p01_s0"], ids["ippo_s0"]]
     again.close()
 
 
@@ -115,11 +124,11 @@ def test_progress_bar_on_request_and_plain_lines_otherwise():
                          "episode_return": np.float32(-u), "kl": np.float32([0.1, 0.3])})
 
     lines = io.StringIO()
-    feed(experiments.ProgressPrinter(2, 3, 1, lines))  # not a terminal: lines
+    feed(progress.ProgressPrinter(2, 3, 1, lines))  # not a terminal: lines
     text = lines.getvalue().splitlines()
     assert len(text) == 3 and text[-1].startswith("update     3/3") and "kl 0.2000" in text[-1]
     bar = io.StringIO()
-    feed(experiments.ProgressPrinter(2, 3, 1, bar, bar=True))
+    feed(progress.ProgressPrinter(2, 3, 1, bar, bar=True))
     out = bar.getvalue()
     assert "3/3" in out and "return=-2.000" in out and "update     1/3" not in out
 
@@ -136,7 +145,7 @@ def test_run_feeds_loggers_each_chunk_with_the_metrics_of_the_run(tmp_path):
             super().__init__([{"seed": 0}, {"seed": 1}])
             self.calls = []
 
-        def start(self, first_update):
+        def start(self, first_update, history=None):
             self.calls.append(("start", first_update))
 
         def write(self, first_update, metrics):
@@ -157,7 +166,7 @@ def test_run_feeds_loggers_each_chunk_with_the_metrics_of_the_run(tmp_path):
 
 
 def test_a_missing_logger_package_is_named_with_its_install_line(monkeypatch, tmp_path):
-    monkeypatch.setitem(loggers._MODULES, "wandb", "no_such_package_xyz")
+    monkeypatch.setitem(loggers.LOGGER_PACKAGES, "wandb", "no_such_package_xyz")
     with pytest.raises(ImportError, match=r'pip install "dpo-jax\[wandb\]"'):
         loggers.make_loggers(tmp_path, LABELS, ["wandb"])
     with pytest.raises(ValueError, match="unknown logger"):

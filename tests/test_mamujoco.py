@@ -267,6 +267,11 @@ def _check_against_c_engine(robot, partition, physics="fast", steps=8, seed=0):
                             np.asarray(data0.qvel, np.float64), ctrls)
     ref_qpos = np.stack([q for q, _, _ in ref])
     strict, loose = QPOS_TOL_AFTER.get(env.robot.name, (steps, QPOS_TOL))
+    record = {"steps": steps, "physics": physics,
+              "max_qpos_diff": float(np.max(np.abs(np.asarray(qpos) - ref_qpos))),
+              "max_qpos_diff_first_steps": float(np.max(np.abs(np.asarray(qpos[:strict])
+                                                              - ref_qpos[:strict]))),
+              "strict_steps": strict, "max_reward_diff": 0.0}
     np.testing.assert_allclose(np.asarray(qpos), ref_qpos, atol=loose)
     np.testing.assert_allclose(np.asarray(qpos[:strict]), ref_qpos[:strict], atol=QPOS_TOL)
     for t, (q, x_vel, cfrc) in enumerate(ref):
@@ -274,11 +279,30 @@ def _check_against_c_engine(robot, partition, physics="fast", steps=8, seed=0):
                                     np.asarray(qvel[t], np.float64), x_vel, ctrls[t], cfrc)
         # the reward divides position differences by dt: compare on that scale
         tol = QPOS_TOL if t < strict else loose
+        record["max_reward_diff"] = max(record["max_reward_diff"], abs(float(reward[t]) - want))
         assert float(reward[t]) == pytest.approx(want, abs=tol / env.dt + 1e-3)
         if env.robot.rules.terminate_when_unhealthy:
             assert bool(terminated[t]) == (not healthy)
     np.testing.assert_array_equal(np.asarray(truncated), np.arange(1, steps + 1) >= 5)
+    _record(robot, partition, record)
     return env, first
+
+
+RECORD = os.environ.get("DPO_JAX_RECORD")
+"""A JSON file the C-engine checks add their measured differences to
+(``benchmarks/mjx_vs_c_engine.py`` sets it)."""
+
+
+def _record(robot: str, partition: str, row: dict) -> None:
+    if not RECORD:
+        return
+    import json
+    import pathlib
+
+    path = pathlib.Path(RECORD)
+    data = json.loads(path.read_text()) if path.exists() else {"robots": {}}
+    data["robots"][f"{robot} {partition} ({row['physics']})"] = row
+    path.write_text(json.dumps(data, indent=1))
 
 
 def test_hopper_matches_c_engine_and_gymnasium_rules():
@@ -322,7 +346,6 @@ def test_no_lapack_call_in_fast_step():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FULL, reason="set DPO_JAX_FULL=1 (one MJX compile per robot)")
 @pytest.mark.parametrize("robot, partition", [
     ("hopper", "3x1"), ("half_cheetah", "3x2"), ("walker2d", "3x2"), ("ant", "4x2"),
     ("humanoid", "17x1"),

@@ -278,7 +278,7 @@ def test_make_env_rejects_unknown_and_invalid_arguments():
 
 
 def test_render_draws_a_state_and_writes_a_strip_and_gif(tmp_path):
-    from dpo_jax import render
+    from dpo_jax.running import render
 
     env = dpo_jax.make_env("mpe_circle", num_agents=3)
     states = [env.make_state(np.array([[0.1 * t, 0.0], [0.0, 0.5], [-0.5, 0.0]]),

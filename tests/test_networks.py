@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from dpo_jax import networks
+from dpo_jax.core import networks
 from dpo_jax.envs.base import ContinuousActions, DiscreteActions
-from dpo_jax.networks import Actor, Critic, action_probs, distribution, kl_divergence
+from dpo_jax.core.networks import Actor, Critic, action_probs, distribution, kl_divergence
 
 
 def _softmax_np(logits):

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from absl.testing import parameterized
 
-from dpo_jax import networks, objectives
-from dpo_jax import train as train_lib
-from dpo_jax.agents import Agents, make_agents
+from dpo_jax.core import networks, objectives
+from dpo_jax.training import trainer as train_lib
+from dpo_jax.core.agents import Agents, make_agents
 from dpo_jax.config import TrainConfig
 from dpo_jax.envs.base import ContinuousActions, DiscreteActions
-from dpo_jax.objectives import (
+from dpo_jax.core.objectives import (
     adapt_beta,
     adapt_betas,
     objective_params,

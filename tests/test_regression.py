@@ -1,6 +1,8 @@
-"""Speed work must not change results: small fixed runs against metrics recorded
-before it (``tests/data/regression_mpe_spread.json``, made with the trainer of
-commit 8aa48f8). Tolerances allow float summation-order differences only."""
+"""Rework must not change results: small fixed runs against metrics recorded with
+earlier trainers (``tests/data/regression_mpe_spread.json``: shared and independent
+IPPO/DPO recorded with commit 8aa48f8; ``dpo_raising_beta``, where eq. 20 doubles the
+betas at every update, with commit b52f2e3). Tolerances allow float summation-order
+differences only."""
 
 from __future__ import annotations
 
@@ -28,3 +30,8 @@ def test_metrics_match_the_recorded_run(name):
         np.testing.assert_allclose(np.asarray(res.metrics[key], np.float64),
                                    np.asarray(recorded), rtol=2e-4, atol=2e-6,
                                    err_msg=f"{name}: {key}")
+
+
+def test_the_raising_case_raises_the_betas():
+    betas = np.asarray(RECORD["cases"]["dpo_raising_beta"]["metrics"]["beta_kl"])[:, 0]
+    np.testing.assert_allclose(betas, [0.01, 0.02, 0.04, 0.08], rtol=1e-6)

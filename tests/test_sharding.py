@@ -17,37 +17,39 @@ SCRIPT = textwrap.dedent("""
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     import jax, numpy as np
     import dpo_jax
-    from dpo_jax import experiments
+    from dpo_jax.running import experiments, results
 
     assert len(jax.devices()) == 4, jax.devices()
     cfg = dpo_jax.TrainConfig(num_envs=4, num_steps=8, total_timesteps=4 * 8 * 3,
                               num_epochs=2, hidden_size=8)
     report = {}
     # a pytree env (an argument of the program, placed beside the keys); a closure
-    # env (MPE) is sharded in the env-axis test
-    for name, env in (("pytree", dpo_jax.make_env("stochastic_game_small", num_states=4)),):
-        obj = dpo_jax.stack_params([dpo_jax.objective_params(cfg, env.num_agents, algo=a)
-                                    for a in ("dpo", "ippo", "dpo", "ippo")])
-        keys = experiments.stack_keys(0, 4)
-        outs = {n: experiments.run(cfg, env, keys, obj=obj, progress=False,
-                                   devices=jax.devices()[:n]) for n in (1, 4)}
-        spread = {n: len(o.result.metrics["loss"].sharding.device_set) for n, o in outs.items()}
-        diff = {n: max(float(np.max(np.abs(np.asarray(o.metrics[k], np.float64)
-                                            - np.asarray(outs[1].metrics[k], np.float64))))
-                       for k in ("loss", "kl", "beta_kl", "episode_return"))
-                for n, o in outs.items()}
-        report[name] = {"devices_used": spread, "max_abs_diff": diff}
-        if name == "pytree":
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                odd = experiments.run(cfg, env, keys[:3], progress=False,
-                                      obj=jax.tree.map(lambda x: x[:3], obj),
-                                      devices=jax.devices()[:2])
-            report[name].update(
-                padded_shape=list(np.shape(odd.metrics["loss"])),
-                padded_diff=float(np.max(np.abs(odd.metrics["loss"]
-                                                - outs[1].metrics["loss"][:3]))),
-                warned=any("padded to 4" in str(w.message) for w in caught))
+    # env (MPE) is sharded in the env-axis test and the CLI test below
+    env = dpo_jax.make_env("stochastic_game_small", num_states=4)
+    obj = dpo_jax.stack_params([dpo_jax.objective_params(cfg, env.num_agents, algo=a)
+                                for a in ("dpo", "ippo", "dpo", "ippo")])
+    keys = experiments.stack_keys(0, 4)
+    one = experiments.run(cfg, env, keys, obj=obj, progress=False, devices=jax.devices()[:1])
+    four = experiments.run(cfg, env, keys, obj=obj, progress=False, devices=jax.devices())
+    report["devices_used"] = [len(o.result.metrics["loss"].sharding.device_set)
+                              for o in (one, four)]
+    report["max_abs_diff"] = max(
+        float(np.max(np.abs(np.asarray(four.metrics[k], np.float64)
+                            - np.asarray(one.metrics[k], np.float64))))
+        for k in ("loss", "kl", "beta_kl", "episode_return"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        odd = experiments.run(cfg, env, keys[:3], progress=False,
+                              obj=jax.tree.map(lambda x: x[:3], obj),
+                              devices=jax.devices()[:2])
+    report.update(
+        padded_shape=list(np.shape(odd.metrics["loss"])),
+        padded_diff=float(np.max(np.abs(odd.metrics["loss"] - one.metrics["loss"][:3]))),
+        warned=any("padded to 4" in str(w.message) for w in caught))
+    # 5 runs on 4 devices: balanced on 3 (2 + 2 + 1 and one padded copy), not 4
+    five = experiments.place(cfg, env, experiments.stack_keys(0, 5), None, 5,
+                             jax.devices(), "runs")
+    report["five_runs"] = [len(five.devices), five.padded]
     print(json.dumps(report))
 """)
 
@@ -57,13 +59,12 @@ def test_run_axis_sharding_matches_one_device():
                          timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
-    for name, r in report.items():
-        assert r["devices_used"] == {"1": 1, "4": 4}, (name, r)
-        for n, diff in r["max_abs_diff"].items():
-            assert diff <= 1e-5, (name, n, diff)
-    padded = report["pytree"]  # 3 runs on 2 devices: padded to 4, the copy dropped
-    assert padded["padded_shape"][0] == 3 and padded["padded_diff"] <= 1e-5, padded
-    assert padded["warned"], padded
+    assert report["devices_used"] == [1, 4], report
+    assert report["max_abs_diff"] <= 1e-5, report
+    # 3 runs on 2 devices: padded to 4, the copy dropped
+    assert report["padded_shape"][0] == 3 and report["padded_diff"] <= 1e-5, report
+    assert report["warned"], report
+    assert report["five_runs"] == [3, 6], report
 
 
 ENV_AXIS_SCRIPT = textwrap.dedent("""
@@ -71,7 +72,8 @@ ENV_AXIS_SCRIPT = textwrap.dedent("""
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     import jax, numpy as np
     import dpo_jax
-    from dpo_jax import experiments, sharding
+    from dpo_jax.parallel import sharding
+    from dpo_jax.running import experiments
 
     env = dpo_jax.make_env("mpe_spread", num_agents=3)
     keys = experiments.stack_keys(0, 2)
@@ -125,8 +127,10 @@ MULTI_PROCESS_SCRIPT = textwrap.dedent("""
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
     pid, out_dir = int(sys.argv[1]), sys.argv[2]
     import jax, numpy as np
-    import dpo_jax  # joins the run: the DPO_JAX_* variables are set
-    from dpo_jax import experiments
+    import dpo_jax
+    from dpo_jax.running import experiments, results, scripts
+
+    scripts.setup()  # joins the run: the DPO_JAX_* variables are set
 
     assert jax.process_count() == 2 and len(jax.devices()) == 4, jax.devices()
     env = dpo_jax.make_env("stochastic_game_small", num_states=4)
@@ -138,14 +142,14 @@ MULTI_PROCESS_SCRIPT = textwrap.dedent("""
                            progress=False)  # 3 runs padded to 4 over both hosts
     envs = experiments.run(cfg, env, experiments.stack_keys(0, 1), progress=False,
                            shard="envs")
-    experiments.save_metrics(out_dir, "runs", runs.metrics, {"process": pid})
-    experiments.save_metrics(out_dir, "envs", envs.metrics, {"process": pid})
+    results.save_metrics(out_dir, "runs", runs.metrics, {"process": pid})
+    results.save_metrics(out_dir, "envs", envs.metrics, {"process": pid})
     # checkpoints written by both processes into one folder, stopped and resumed
     ckpt = sys.argv[3]
     kw = dict(obj=obj, progress=False, checkpoint_dir=ckpt, checkpoint_every=2)
     experiments.run(cfg, env, experiments.stack_keys(0, 3), stop_after=2, **kw)
     resumed = experiments.run(cfg, env, experiments.stack_keys(0, 3), resume=True, **kw)
-    experiments.save_metrics(out_dir, "resumed", resumed.metrics, {"process": pid})
+    results.save_metrics(out_dir, "resumed", resumed.metrics, {"process": pid})
 """)
 
 
@@ -163,7 +167,7 @@ def test_two_processes_match_one(tmp_path):
     checkpointed run stopped and resumed; each process gets all the results and
     only process 0 writes them."""
     import dpo_jax
-    from dpo_jax import experiments
+    from dpo_jax.running import experiments
 
     import os
 
@@ -206,15 +210,23 @@ def test_distributed_variables_are_checked():
     detection, host:port needs both counts, and each mistake names its variable."""
     import pytest
 
-    from dpo_jax.distributed import distributed_args, initialize_from_environment
+    from dpo_jax.parallel.distributed import distributed_args, initialize_from_environment
 
     assert distributed_args({}) is None
     assert initialize_from_environment({}) is False
-    assert distributed_args({"DPO_JAX_COORDINATOR": "auto"}) == {}
+    assert distributed_args({"DPO_JAX_COORDINATOR": "auto", "SLURM_JOB_ID": "7"}) == {
+        "initialization_timeout": 120}
     assert distributed_args({"DPO_JAX_COORDINATOR": "h:1", "DPO_JAX_NUM_PROCESSES": "2",
-                             "DPO_JAX_PROCESS_ID": "1"}) == {
-        "coordinator_address": "h:1", "num_processes": 2, "process_id": 1}
+                             "DPO_JAX_PROCESS_ID": "1", "DPO_JAX_INIT_TIMEOUT": "30"}) == {
+        "coordinator_address": "h:1", "num_processes": 2, "process_id": 1,
+        "initialization_timeout": 30}
     bad = [({"DPO_JAX_COORDINATOR": "host"}, "host:port"),
+           ({"DPO_JAX_COORDINATOR": "localhost:notaport", "DPO_JAX_NUM_PROCESSES": "2",
+             "DPO_JAX_PROCESS_ID": "0"}, "the port 'notaport' is not a number"),
+           ({"DPO_JAX_COORDINATOR": "h:70000"}, "the port '70000'"),
+           ({"DPO_JAX_COORDINATOR": "auto"}, "none is set"),
+           ({"DPO_JAX_COORDINATOR": "h:1", "DPO_JAX_INIT_TIMEOUT": "soon"},
+            "DPO_JAX_INIT_TIMEOUT='soon'"),
            ({"DPO_JAX_COORDINATOR": "h:1", "DPO_JAX_PROCESS_ID": "0"},
             "DPO_JAX_NUM_PROCESSES must be set"),
            ({"DPO_JAX_COORDINATOR": "h:1", "DPO_JAX_NUM_PROCESSES": "two",
@@ -230,7 +242,7 @@ def test_shard_mode_errors_name_the_problem():
     import pytest
 
     import dpo_jax
-    from dpo_jax import experiments
+    from dpo_jax.running import experiments
 
     env = dpo_jax.make_env("continuous_reach")
     cfg = dpo_jax.TrainConfig(num_envs=4, num_steps=8, total_timesteps=32)

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import dpo_jax
-from dpo_jax import agents as agents_lib
-from dpo_jax import experiments
+from dpo_jax.core import agents as agents_lib
+from dpo_jax.running import experiments
 from dpo_jax.envs.smax import SMAX_MAPS, SMAXAdapter, make_smax
 from dpo_jax.envs.smax_medivac import (
     HeuristicEnemyMedivacSMAX,
@@ -28,8 +28,8 @@ from dpo_jax.envs.smax_medivac import (
     make_scenario,
     unit_type_index,
 )
-from dpo_jax.networks import action_probs, distribution, kl_divergence
-from dpo_jax.rollout import episode_stats, random_rollout
+from dpo_jax.core.networks import action_probs, distribution, kl_divergence
+from dpo_jax.training.rollout import episode_stats, random_rollout
 
 FULL = os.environ.get("DPO_JAX_FULL") == "1"
 MARINE, MARAUDER, STALKER, ZEALOT = (unit_type_index(t) for t in
@@ -332,7 +332,6 @@ def test_dpo_improves_return_on_3m():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FULL, reason="set DPO_JAX_FULL=1 for the long version")
 def test_dpo_long_run_3m():
     # examples/smax.py --map 3m (the same budget, 3 seeds) ended at return 0.84 and
     # win rate 0.12 for DPO (random policy: 0.18 and 0)

@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 import pytest
 
-from dpo_jax import stats
+from dpo_jax.running import stats
 
 
 @pytest.fixture(scope="module")

@@ -183,6 +183,32 @@ def test_betas_follow_eq_20_along_the_run(runs):
         np.testing.assert_allclose(b[:, 1:], expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("algo", ["dpo", "ippo"])
+def test_logged_kl_is_the_kl_between_the_policies_before_and_after_the_update(algo):
+    """The ``kl`` eq. 20 adapts on, recomputed in numpy from the parameters before and
+    after one update: this game's rollout visits its two observations (step 0, step 1)
+    equally often, so the batch mean is the mean over those two."""
+    from dpo_jax.core import agents as agents_lib
+    from dpo_jax.training.trainer import make_trainer
+
+    cfg = _cfg(algo=algo, total_timesteps=16 * 2 * 2, num_steps=2)
+    trainer = make_trainer(cfg, ENV, 1)
+    before = jax.jit(trainer.init)(jax.random.key(3))
+    after, metrics = jax.jit(trainer.run)(before, jnp.int32(0))
+    agents = agents_lib.make_agents(cfg, ENV)
+    obs = jax.vmap(ENV._obs)(jnp.arange(2))  # [2, N, obs_dim]: every observation there is
+    avail = jnp.ones((2, ENV.num_agents, 3), bool)
+
+    def log_probs(params):
+        logits = np.asarray(agents_lib.policy_params(agents, params, obs, avail), np.float64)
+        return logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+
+    old, new = log_probs(before.agents.params), log_probs(after.agents.params)
+    kl = (np.exp(old) * (old - new)).sum(-1).mean(0)  # [N]
+    assert np.all(kl > 1e-6)  # the update moved the policies
+    np.testing.assert_allclose(np.asarray(metrics["kl"][0]), kl, rtol=1e-3)
+
+
 @pytest.mark.parametrize("member", [DPO_SEEDS[0], DPO_SEEDS[1], IPPO])
 def test_learns_the_matrix_game(runs, member):
     m = jax.tree.map(lambda x: np.asarray(x)[member], runs["first"].metrics)
@@ -212,10 +238,16 @@ def test_progress_is_called_once_per_update_and_run(runs):
 def test_default_objective_over_two_seeds():
     """The notebook path: ``jit(vmap(train))(keys)`` with cfg.algo's objective."""
     cfg = _cfg(total_timesteps=16 * 2 * 3)
-    train = jax.jit(jax.vmap(dpo_jax.make_train(cfg, ENV)))
+    traces = []
+
+    def counted(keys):  # runs once per trace, i.e. per compile
+        traces.append(keys.shape)
+        return jax.vmap(dpo_jax.make_train(cfg, ENV))(keys)
+
+    train = jax.jit(counted)
     first = train(jax.random.split(jax.random.key(0), 2))
     second = train(jax.random.split(jax.random.key(5), 2))
-    assert train._cache_size() == 1  # a new key does not recompile
+    assert len(traces) == 1  # a new key does not recompile
     for name in SCALAR:
         assert first.metrics[name].shape == (2, 3), name
     for name in PER_AGENT:
@@ -227,7 +259,7 @@ def test_default_objective_over_two_seeds():
 def test_run_sweep_splits_by_entry_and_reuses_the_seed_keys():
     """experiments.run_sweep equals, entry by entry, a direct vmapped trainer call on
     that entry's objective with keys stack_keys(seed, seeds)."""
-    from dpo_jax import experiments
+    from dpo_jax.running import experiments
 
     cfg = _cfg(total_timesteps=16 * 2 * 3)
     entries = {name: dpo_jax.objective_params(cfg, ENV.num_agents, algo=algo)

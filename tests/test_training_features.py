@@ -11,13 +11,13 @@ import optax
 import pytest
 
 import dpo_jax
-from dpo_jax import agents as agents_lib
-from dpo_jax import train as train_lib
+from dpo_jax.core import agents as agents_lib
+from dpo_jax.training import trainer as train_lib
 from dpo_jax.config import JAXMARL_IPPO_MPE, jaxmarl_ippo_config
 from dpo_jax.envs.base import DiscreteActions, EnvStep, MultiAgentEnv
-from dpo_jax.objectives import value_loss
-from dpo_jax.rollout import StepRecord
-from dpo_jax.value_norm import (
+from dpo_jax.core.objectives import value_loss
+from dpo_jax.training.rollout import StepRecord
+from dpo_jax.core.value_norm import (
     denormalize,
     init_value_norm,
     normalize,
@@ -129,7 +129,7 @@ def test_annealed_adam_steps_shrink_to_zero():
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 @pytest.mark.parametrize("input_ln", [True, False])
 def test_torso_options_against_numpy(activation, input_ln):
-    from dpo_jax.networks import Critic
+    from dpo_jax.core.networks import Critic
 
     critic = Critic((8, 8), hidden_layer_norm=False, activation=activation,
                     input_layer_norm=input_ln)

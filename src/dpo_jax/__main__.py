@@ -1,7 +1,7 @@
-"""``python -m dpo_jax``: the ``dpo-jax`` command line (``dpo_jax.cli``)."""
+"""``python -m dpo_jax``: the ``dpo-jax`` command line (``dpo_jax.running.cli``)."""
 
 import sys
 
-from dpo_jax.cli import main
+from dpo_jax.running.cli import main
 
 sys.exit(main())

@@ -3,7 +3,7 @@
 ``TrainConfig`` holds everything that shapes the compiled program (sizes, network,
 optimiser, the static choices between the paper's and the reference code's
 variants). The numbers that select an algorithm of the objective family and its
-adaptive-coefficient rule live in :class:`dpo_jax.objectives.ObjectiveParams`,
+adaptive-coefficient rule live in :class:`dpo_jax.core.objectives.ObjectiveParams`,
 an array pytree built from the config, so that algorithms and ``d_target``
 values can be swept with ``vmap`` inside one compiled program.
 """
@@ -16,8 +16,12 @@ import numbers
 from typing import Literal, Optional
 
 ALGORITHMS: tuple[str, ...] = ("dpo", "ippo", "ippo_kl", "dpo_no_sqrt", "dpo_no_kl")
-"""Members of the policy-objective family. ``dpo_no_sqrt`` is the paper's name for
-IPPO-KL (the same objective); both names are accepted."""
+"""Members of the policy-objective family. ``dpo_no_sqrt`` (DPO without the sqrt
+term) and ``ippo_kl`` (IPPO-KL, PPO's adaptive-KL version per agent) are one
+objective under two names, both accepted (``ALGORITHM_ALIASES``)."""
+
+ALGORITHM_ALIASES: dict[str, str] = {"dpo_no_sqrt": "ippo_kl"}
+"""Second names of one objective: alias -> canonical name."""
 
 BASELINE_ALGORITHMS: tuple[str, ...] = ("iql", "iddpg")
 """The paper's value-based baselines (``dpo_jax.baselines``): IQL for discrete and
@@ -25,7 +29,11 @@ IDDPG for continuous actions. ``TrainConfig(algo=...)`` accepts them too; see
 ``baselines.config.from_train_config`` for which fields they use."""
 
 SqrtKLForm = Literal["sqrt_of_mean", "mean_of_sqrt"]
+SqrtEpsMode = Literal["floor", "added"]
 BetaSqrtRule = Literal["kl", "sqrt_kl"]
+BetaStatistics = Literal["batch_after_update", "last_minibatch"]
+Sampling = Literal["per_agent", "pooled"]
+AdvantageNormScope = Literal["agent", "all_agents"]
 NanPolicy = Literal["raise", "ignore"]
 Activation = Literal["relu", "tanh"]
 
@@ -66,7 +74,11 @@ _BOOL_FIELDS = ("scale_adv_by_num_agents", "shared_betas", "value_norm",
                 "input_layer_norm", "hidden_layer_norm", "share_params")
 _CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
     "sqrt_kl_form": ("sqrt_of_mean", "mean_of_sqrt"),
+    "kl_sqrt_eps_mode": ("floor", "added"),
     "beta_sqrt_rule": ("kl", "sqrt_kl"),
+    "beta_statistics": ("batch_after_update", "last_minibatch"),
+    "sampling": ("per_agent", "pooled"),
+    "advantage_norm_scope": ("agent", "all_agents"),
     "activation": ("relu", "tanh"),
     "nan_policy": ("raise", "ignore"),
 }
@@ -128,8 +140,23 @@ class TrainConfig:
         statistic (reference code's default) instead of per agent (paper).
       beta_sqrt_rule: ``"kl"`` adapts beta_1 with KL vs d_target like beta_2
         (eq. 20) or ``"sqrt_kl"`` with E[sqrt KL] vs sqrt(d_target) (reference code).
-      kl_sqrt_eps: floor under the square root, sqrt(max(KL, eps)); keeps gradients
-        finite and exactly zero at KL = 0 (see ``objectives.py``).
+      kl_sqrt_eps: the epsilon of the square root; keeps gradients finite at KL = 0
+        (see ``core/objectives.py``).
+      kl_sqrt_eps_mode: ``"floor"``: sqrt(max(KL, eps)), exactly zero gradient
+        below eps (default); ``"added"``: sqrt(KL + eps), the authors' code (with
+        eps 1e-12).
+      beta_statistics: what eq. 20 compares with d_target: ``"batch_after_update"``,
+        the mean KL over the whole batch after all epochs (the paper's text,
+        default); ``"last_minibatch"``, the KL terms of the last minibatch of the
+        last epoch as its loss saw them (the authors' code adapts from those,
+        before the next update).
+      sampling: ``"per_agent"``: agent i trains on its own samples (eq. 19,
+        default); ``"pooled"``: each epoch one permutation shuffles all agents'
+        samples together and deals them back out, one column per agent, so agent i
+        trains on other agents' observations, actions, advantages and value targets,
+        its ratio is pi_i(a_j|o_j) / pi_j,old(a_j|o_j) and its KL is
+        KL(pi_j,old || pi_i) (the authors' code: ``shared_buffer.py`` and
+        ``rMAPPOPolicy.idv_reshape``).
       entropy_coef, value_coef, value_clip: entropy bonus, value-loss weight and
         clipped value loss range (``None`` disables the clip). With ``value_norm``
         the clip range is in normalised units (as MAPPO).
@@ -144,8 +171,11 @@ class TrainConfig:
         critic that does not see the time) or treat it as a terminal state (value
         0), as JaxMARL's IPPO and the MAPPO/authors' code (``use_proper_time_limits``
         off) do.
-      normalize_advantages: standardise advantages per agent over the minibatch
-        (the MAPPO code base the paper builds on does; the paper is silent).
+      normalize_advantages: standardise advantages over the update's batch (the
+        MAPPO code base the paper builds on does; the paper is silent).
+      advantage_norm_scope: ``"agent"``: each agent's advantages standardised on
+        their own (default); ``"all_agents"``: one mean and std over all agents'
+        samples together (the authors' code and MAPPO).
       active_masks: leave dead agents' samples (SMAX; envs with
         ``has_active_mask``) out of the policy and value losses, the advantage
         statistics, the KL means and eq. 20's beta adaptation (MAPPO's
@@ -196,7 +226,10 @@ class TrainConfig:
     scale_adv_by_num_agents: bool = True
     shared_betas: bool = False
     beta_sqrt_rule: BetaSqrtRule = "kl"
+    beta_statistics: BetaStatistics = "batch_after_update"
     kl_sqrt_eps: float = 1e-8
+    kl_sqrt_eps_mode: SqrtEpsMode = "floor"
+    sampling: Sampling = "per_agent"
     entropy_coef: float = 0.01
     value_coef: float = 1.0
     value_clip: Optional[float] = 0.2
@@ -205,6 +238,7 @@ class TrainConfig:
     huber_delta: Optional[float] = 10.0
     bootstrap_truncation: bool = True
     normalize_advantages: bool = True
+    advantage_norm_scope: AdvantageNormScope = "agent"
     active_masks: bool = True
 
     actor_lr: float = 5e-4
@@ -309,3 +343,113 @@ def jaxmarl_ippo_config(**overrides: object) -> TrainConfig:
     """JaxMARL's IPPO-FF MPE settings (``JAXMARL_IPPO_MPE``) with ``overrides``;
     ``share_params=False`` gives the same settings with independent agents."""
     return TrainConfig(**{**JAXMARL_IPPO_MPE, **overrides})  # type: ignore[arg-type]
+
+
+CPU_BATCH: dict[str, object] = dict(num_envs=16, num_steps=128, num_epochs=4,
+                                    num_minibatches=4, hidden_size=64)
+"""The ``cpu`` preset's batch: JaxMARL's IPPO-FF batch shape (16 envs x 128 steps,
+4 epochs x 4 minibatches) with 64 hidden units; everything else as the paper."""
+
+AUTHORS_CODE: dict[str, object] = dict(
+    num_envs=1, num_epochs=15, num_minibatches=1, init_beta_sqrt=1.0, init_beta_kl=1.0,
+    sqrt_kl_form="mean_of_sqrt", kl_sqrt_eps=1e-12, kl_sqrt_eps_mode="added",
+    scale_adv_by_num_agents=False, shared_betas=True, beta_sqrt_rule="sqrt_kl",
+    beta_statistics="last_minibatch", sampling="pooled",
+    advantage_norm_scope="all_agents", value_norm=False, huber_delta=None,
+    bootstrap_truncation=False,
+)
+"""The authors' PyTorch code (github PKU-RL/DPO, ``onpolicy/config.py`` and
+``r_mappo.py``) as ``TrainConfig`` fields: one rollout thread, 15 epochs on the
+whole batch, initial betas 1.0, E[sqrt(KL + 1e-12)], no 1/N, one shared beta pair
+adapted from the last minibatch (beta_1 on E[sqrt KL] against sqrt(d_target)),
+pooled samples, advantages standardised over all agents, no value normalisation
+(``use_popart`` off), no Huber loss, time limits treated as terminal
+(``use_proper_time_limits`` off). Their other defaults equal ours (Adam 5e-4 with
+eps 1e-5, grad norm 10, entropy 0.01, clipped value loss 0.2, gamma 0.99, lambda
+0.95, 128 units, input LayerNorm, gain 0.01 on the policy head). ``d_target``
+comes from ``AUTHORS_D_TARGET``. What stays different: their loss is the mean over
+agents of the agents' losses, which scales every agent's gradient by 1/N before its
+(per-agent) norm clip; their KL of categorical policies adds 1e-9 inside the logs."""
+
+AUTHORS_D_TARGET: dict[str, float] = {
+    "stochastic_game": 0.01,  # their --dtar_kl default
+    "mpe": 0.01,
+    "mamujoco": 0.01,
+    "smax": 0.02,  # their README's SMAC command: --dtar_kl 0.02
+}
+
+PRESETS: tuple[str, ...] = ("paper", "cpu", "jaxmarl", "authors")
+"""Named starting configurations (:func:`preset`)."""
+
+_FAMILY_PREFIXES = (("mpe", "mpe"), ("smax", "smax"), ("mamujoco", "mamujoco"),
+                    ("stochastic_game", "stochastic_game"))
+
+
+def env_family(env: object) -> Optional[str]:
+    """The paper's env family (a ``PAPER_D_TARGET`` key) of an env name (or of an
+    env's ``name``), by prefix; ``None`` for other envs."""
+    name = env if isinstance(env, str) else getattr(env, "name", "")
+    for prefix, family in _FAMILY_PREFIXES:
+        if str(name).startswith(prefix):
+            return family
+    return None
+
+
+def preset(name: str, env: object = None, **overrides: object) -> TrainConfig:
+    """A named configuration for an environment, with ``overrides``.
+
+    - ``"paper"``: Table 2 (15 epochs on the whole batch, 128 units, Adam 5e-4) with
+      the env family's ``d_target`` (0.1 game, 0.01 MPE, 0.001 MuJoCo, 0.02 SMAC).
+    - ``"cpu"``: the paper's settings on a CPU-sized batch (``CPU_BATCH``: 16 envs x
+      128 steps, 4 epochs x 4 minibatches, 64 units): the quick start's.
+    - ``"jaxmarl"``: JaxMARL's IPPO-FF MPE settings (``JAXMARL_IPPO_MPE``).
+    - ``"authors"``: the authors' PyTorch code (``AUTHORS_CODE``) with their
+      ``d_target`` per family (``AUTHORS_D_TARGET``); their training env of the
+      stochastic game is ``never_reset=True`` (``preset_env_kwargs``).
+
+    ``env`` is a registered env name (or an env) and only selects the family's
+    ``d_target``; ``None`` or another env keeps 0.01.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}: expected one of {PRESETS}")
+    family = env_family(env)
+    if name == "authors":
+        fields = {**AUTHORS_CODE, "d_target": AUTHORS_D_TARGET.get(family or "", 0.01)}
+        if family == "smax":  # their README's SMAC command
+            fields["total_timesteps"] = 2_000_000
+    else:
+        d_target = PAPER_D_TARGET[family] if family else TrainConfig.d_target
+        base = {"paper": {}, "cpu": CPU_BATCH, "jaxmarl": JAXMARL_IPPO_MPE}[name]
+        fields = {**base, "d_target": d_target}
+    return TrainConfig(**{**fields, **overrides})  # type: ignore[arg-type]
+
+
+def preset_env_kwargs(name: str, env: object = None) -> dict[str, object]:
+    """Env keyword arguments a preset implies: ``{"never_reset": True}`` for the
+    stochastic game under ``"authors"`` (their training env is reset once), else
+    none. The CLI adds them unless ``--env-arg`` sets them."""
+    if name == "authors" and env_family(env) == "stochastic_game":
+        return {"never_reset": True}
+    return {}
+
+
+def field_docs() -> dict[str, str]:
+    """Each ``TrainConfig`` field's line(s) of help, read from its docstring
+    (``name: text`` entries; ``a, b: text`` documents both)."""
+    import re
+
+    docs: dict[str, str] = {}
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    current: list[str] = []
+    for line in (TrainConfig.__doc__ or "").splitlines():
+        match = re.match(r"^\s{6}([a-z_0-9, ]+):\s+(.*)$", line)
+        if match and all(n.strip() in names for n in match.group(1).split(",")):
+            current = [n.strip() for n in match.group(1).split(",")]
+            for n in current:
+                docs[n] = match.group(2).strip()
+        elif current and line.startswith("        ") and line.strip():
+            for n in current:
+                docs[n] += " " + line.strip()
+        else:
+            current = []
+    return docs

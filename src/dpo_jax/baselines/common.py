@@ -18,7 +18,7 @@ ProgressFn = Callable[[dict[str, np.ndarray]], None]
 # PyTorch's default initialisation of nn.Linear and nn.GRUCell weights,
 # U(-1/sqrt(fan_in), 1/sqrt(fan_in)), which the reference code bases (PyMARL, TD3)
 # train with. It also keeps LAPACK out of the program: flax's default orthogonal
-# recurrent init would call it (see ``dpo_jax.initializers`` for why that matters).
+# recurrent init would call it (see ``dpo_jax.core.initializers`` for why that matters).
 # Biases keep flax's zero init (PyTorch draws them from the same uniform range): a
 # small departure from the reference code, chosen to keep the networks plain flax.
 torch_default_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
@@ -32,7 +32,7 @@ class BaselineResult(NamedTuple):
         optimiser states, leaves stacked on the agent axis 0).
       metrics: per-update metrics, leaves ``[num_updates, ...]``; the names the PPO
         trainer uses (``episode_return``, ``env_steps``, ``finite``, ...) mean the
-        same here, so ``train.check_finite`` applies.
+        same here, so ``check_finite`` applies.
     """
 
     agents: Any
@@ -80,7 +80,3 @@ def keep_if(condition: Array, new: Any, old: Any) -> Any:
     """``new`` where the scalar ``condition`` holds, else ``old``, leaf by leaf."""
     return jax.tree.map(lambda n, o: jnp.where(condition, n, o), new, old)
 
-
-def all_finite(tree: Any) -> Array:
-    """``[]`` bool: every leaf of ``tree`` is finite."""
-    return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]))

@@ -29,12 +29,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dpo_jax.training import faults
 from dpo_jax.baselines import common, replay
 from dpo_jax.baselines.common import BaselineResult, ProgressFn, torch_default_init
 from dpo_jax.baselines.config import IDDPGConfig
-from dpo_jax.chunks import Trainer, chunked_trainer
+from dpo_jax.training.chunks import Trainer, chunked_trainer, emit_progress
 from dpo_jax.envs.base import ContinuousActions, MultiAgentEnv, decode_obs, encode_obs
-from dpo_jax.rollout import (
+from dpo_jax.training.rollout import (
     EnvBatch,
     StepRecord,
     carry_episode_metrics,
@@ -295,7 +296,7 @@ def make_train_iddpg(cfg: IDDPGConfig, env: MultiAgentEnv,
 def make_trainer_iddpg(cfg: IDDPGConfig, env: MultiAgentEnv,
                        chunk_updates: Optional[int] = None,
                        progress: Optional[ProgressFn] = None) -> Trainer:
-    """IDDPG as :class:`dpo_jax.chunks.Trainer` pieces (``chunk_updates`` per
+    """IDDPG as :class:`dpo_jax.training.chunks.Trainer` pieces (``chunk_updates`` per
     ``run`` call; the state holds the agents, the replay buffer, the envs and the
     key, so a checkpointed run resumes exactly)."""
     common.require_action_space(env, discrete=False, algo="IDDPG")
@@ -325,7 +326,7 @@ def make_trainer_iddpg(cfg: IDDPGConfig, env: MultiAgentEnv,
             return common.keep_if(ready, new, agents), stats
 
         agents, stats = jax.lax.scan(one, agents, jax.random.split(key, cfg.num_gradient_steps))
-        finite = ~ready | common.all_finite(stats)
+        finite = ~ready | faults.all_finite(stats)
         return agents, {k: jnp.where(ready, v.mean(0), jnp.nan) for k, v in stats.items()}, finite
 
     def update(state: IDDPGState, update_idx: Array, obj: None, env: MultiAgentEnv
@@ -339,17 +340,16 @@ def make_trainer_iddpg(cfg: IDDPGConfig, env: MultiAgentEnv,
         env_steps = updates_to_steps(update_idx + 1, steps_per_update)
         ready = buffer.can_sample(buffer_state) & (env_steps >= cfg.learning_starts)
         agents, stats, finite = learn(state.agents, buffer_state, ready, learn_key)
-        finite = finite & state.finite
-        if cfg.nan_policy == "raise":
-            agents = common.keep_if(finite, agents, state.agents)
+        fault = faults.fault_code(True, records.reward, records.next_obs, finite)
+        agents, finite = faults.guard(fault, state.finite, agents, state.agents,
+                                      cfg.nan_policy)
         episode, last_episode = carry_episode_metrics(episode_stats(records),
                                                       state.last_episode)
         metrics = {**episode, **stats, "env_steps": env_steps,
                    "update_steps": jnp.asarray(steps_per_update, jnp.int32),
                    "step_reward": step_reward(records), "update": update_idx,
-                   "finite": finite, "learning": ready}
-        if progress is not None:
-            jax.debug.callback(progress, metrics)
+                   "finite": finite, "fault": fault, "learning": ready}
+        emit_progress(progress, metrics)
         return IDDPGState(agents, buffer_state, env_batch, last_episode, finite, key), metrics
 
     def init(key: Array, obj: Optional[object] = None, env: MultiAgentEnv = env

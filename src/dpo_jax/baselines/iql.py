@@ -31,13 +31,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dpo_jax.training import faults
 from dpo_jax.baselines import common, replay
 from dpo_jax.baselines.common import BaselineResult, ProgressFn, torch_default_init
 from dpo_jax.baselines.config import IQLConfig
-from dpo_jax.chunks import Trainer, chunked_trainer
+from dpo_jax.training.chunks import Trainer, chunked_trainer, emit_progress
 from dpo_jax.baselines.replay import Episodes
 from dpo_jax.envs.base import MultiAgentEnv
-from dpo_jax.rollout import (
+from dpo_jax.training.rollout import (
     StepCount,
     StepRecord,
     add_steps,
@@ -257,7 +258,7 @@ def make_train_iql(cfg: IQLConfig, env: MultiAgentEnv, progress: Optional[Progre
 
 def make_trainer_iql(cfg: IQLConfig, env: MultiAgentEnv, chunk_updates: Optional[int] = None,
                      progress: Optional[ProgressFn] = None) -> Trainer:
-    """IQL as :class:`dpo_jax.chunks.Trainer` pieces (``chunk_updates`` per ``run``
+    """IQL as :class:`dpo_jax.training.chunks.Trainer` pieces (``chunk_updates`` per ``run``
     call; the state holds the agents, the replay buffer, the step count and the
     key, so a checkpointed run resumes exactly)."""
     common.require_action_space(env, discrete=True, algo="IQL")
@@ -288,7 +289,7 @@ def make_trainer_iql(cfg: IQLConfig, env: MultiAgentEnv, chunk_updates: Optional
             return common.keep_if(ready, new, agents), stats
 
         agents, stats = jax.lax.scan(one, agents, jax.random.split(key, cfg.num_gradient_steps))
-        finite = ~ready | common.all_finite(stats)
+        finite = ~ready | faults.all_finite(stats)
         stats = {k: jnp.where(ready, v.mean(0), jnp.nan) for k, v in stats.items()}
         return agents, stats, finite
 
@@ -309,20 +310,19 @@ def make_trainer_iql(cfg: IQLConfig, env: MultiAgentEnv, chunk_updates: Optional
         copy = (update_idx + 1) % cfg.target_update_period == 0
         agents = agents._replace(
             target_params=common.hard_target_update(agents.target_params, agents.params, copy))
-        finite = finite & state.finite
-        if cfg.nan_policy == "raise":
-            agents = common.keep_if(finite, agents, state.agents)
+        fault = faults.fault_code(True, records.reward, records.next_obs, finite)
+        agents, finite = faults.guard(fault, state.finite, agents, state.agents,
+                                      cfg.nan_policy)
         update_steps = episodes.valid.sum().astype(jnp.int32)
         env_steps = add_steps(state.env_steps, update_steps)
         episode, last_episode = carry_episode_metrics(episode_stats(records),
                                                       state.last_episode)
         metrics = {**episode, **stats, "epsilon": epsilon, "target_updated": copy,
                    "env_steps": steps_as_float(env_steps), "update_steps": update_steps,
-                   "update": update_idx, "finite": finite,
+                   "update": update_idx, "finite": finite, "fault": fault,
                    **greedy_return(env, agents.params, eval_key),
                    **env.policy_metrics(lambda obs: greedy_probs(net, agents.params, obs, cfg))}
-        if progress is not None:
-            jax.debug.callback(progress, metrics)
+        emit_progress(progress, metrics)
         return IQLState(agents, buffer_state, env_steps, last_episode, finite, key), metrics
 
     def init(key: Array, obj: Optional[object] = None, env: MultiAgentEnv = env

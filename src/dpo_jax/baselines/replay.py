@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from dpo_jax.envs.base import MultiAgentEnv
-from dpo_jax.rollout import StepRecord, reset_envs
+from dpo_jax.training.rollout import StepRecord, reset_envs
 
 Array = jax.Array
 

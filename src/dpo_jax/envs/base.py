@@ -129,6 +129,10 @@ class MultiAgentEnv(abc.ABC):
     ``max_steps`` (the episode time limit) and implement ``reset`` and ``step``.
     They may implement ``policy_metrics`` to report exact quantities of a policy
     (the stochastic game reports J(pi) and J(pi)/J*).
+
+    ``resets_on_done`` (True): the rollout starts a new episode where one ended. An
+    env that sets it False keeps its state after ``terminated`` / ``truncated``
+    (the stochastic game's ``never_reset`` mode: the ends only mask the bootstrap).
     """
 
     name: str
@@ -136,6 +140,7 @@ class MultiAgentEnv(abc.ABC):
     obs_dim: int
     action_spec: ActionSpec
     max_steps: int
+    resets_on_done: bool = True
 
     @abc.abstractmethod
     def reset(self, key: Array) -> EnvStep:

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, Optional, Sequence
 import jax
 import jax.numpy as jnp
 
+from dpo_jax.envs._imports import import_jaxmarl
 from dpo_jax.envs.base import (
     JAXMARL_ENV_ATTRIBUTES,
     ContinuousActions,
@@ -61,6 +62,7 @@ def _action_spec(space: Any) -> DiscreteActions | ContinuousActions:
 
 def _overrides(env: Any, method: str) -> bool:
     """Whether ``env`` implements ``method`` beyond JaxMARL's abstract base."""
+    import_jaxmarl()
     from jaxmarl.environments.multi_agent_env import MultiAgentEnv as JaxMARLBase
 
     impl = getattr(type(env), method, None)
@@ -189,6 +191,7 @@ def make_jaxmarl_env(env_id: str, *, adapter_kwargs: Optional[dict] = None, **kw
     JaxMARL's constructors take ``**kwargs`` and drop what they do not know, so the
     keyword arguments are checked here against the ``__init__`` parameters of the
     env's class and its bases; an unknown one raises ``ValueError``."""
+    import_jaxmarl()
     import jaxmarl
 
     if kwargs:
@@ -229,6 +232,7 @@ def make_mpe_spread(
     distance to the nearest agent). Discrete actions (5), 25-step episodes, no
     terminal state. This is *not* the paper's assignment-based spread variant.
     """
+    import_jaxmarl()
     import jaxmarl
 
     from dpo_jax.envs.mpe_tasks import MAX_MPE_AGENTS

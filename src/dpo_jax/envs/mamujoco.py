@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dpo_jax.envs._imports import import_mjx
 from dpo_jax.envs.base import (
     Array,
     ContinuousActions,
@@ -58,6 +59,29 @@ from dpo_jax.envs.mamujoco_obsk import (
     validate_partition,
 )
 from dpo_jax.envs.mamujoco_robots import BODY_CATEGORIES, ROBOTS, Robot
+
+
+def jax_backend_field(data: object, name: str) -> jax.Array:
+    """A field of ``mjx.Data`` that MJX keeps on its JAX backend's data only
+    (``data._impl``: ``cfrc_ext``, ``cinert`` in mujoco-mjx 3.x, which has no public
+    accessor for them). The one place dpo-jax reads MJX's implementation; a
+    ``RuntimeError`` naming the field if a later MJX moves it."""
+    impl = getattr(data, "_impl", None)
+    value = getattr(impl, name, None) if impl is not None else getattr(data, name, None)
+    if value is None:
+        raise RuntimeError(f"mujoco.mjx.Data has no {name!r} on its JAX backend "
+                           f"(mujoco-mjx {_mjx_version()}): multi-agent MuJoCo's body "
+                           f"observations need it; pin mujoco-mjx<4")
+    return value
+
+
+def _mjx_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mujoco-mjx")
+    except PackageNotFoundError:
+        return "unknown"
 
 PAPER_AGENT_OBSK = 2
 PAPER_EPISODE_LENGTH = 1000
@@ -169,7 +193,7 @@ class MaMuJoCo(MultiAgentEnv):
                  agent_obsk: int = PAPER_AGENT_OBSK,
                  max_steps: int = PAPER_EPISODE_LENGTH,
                  physics: Union[str, PhysicsOptions] = "fast"):
-        from mujoco import mjx
+        mjx = import_mjx()
 
         self.robot = _resolve_robot(robot)
         graph, rules = self.robot.graph, self.robot.rules
@@ -217,7 +241,7 @@ class MaMuJoCo(MultiAgentEnv):
 
     # -- physics ----------------------------------------------------------------
     def _forward_extras(self, data):
-        from mujoco import mjx
+        mjx = import_mjx()
 
         if self._needs_body_forces:
             data = mjx.rne_postconstraint(self.mjx_model, data)
@@ -237,8 +261,8 @@ class MaMuJoCo(MultiAgentEnv):
         qvel = data.qvel
         if graph.qvel_clip is not None:
             qvel = jnp.clip(qvel, -graph.qvel_clip, graph.qvel_clip)
-        body = {"cfrc_ext": data._impl.cfrc_ext, "cvel": data.cvel,
-                "cinert": data._impl.cinert}
+        body = {"cfrc_ext": jax_backend_field(data, "cfrc_ext"), "cvel": data.cvel,
+                "cinert": jax_backend_field(data, "cinert")}
         if graph.body_clip is not None:
             body = {k: jnp.clip(v, -graph.body_clip, graph.body_clip)
                     for k, v in body.items()}
@@ -287,7 +311,7 @@ class MaMuJoCo(MultiAgentEnv):
             "contact_cost": jnp.zeros(()),
         }
         if rules.contact_cost_weight > 0:
-            forces = data._impl.cfrc_ext
+            forces = jax_backend_field(data, "cfrc_ext")
             if rules.contact_force_range is not None:
                 forces = jnp.clip(forces, *rules.contact_force_range)
             cost = rules.contact_cost_weight * jnp.sum(jnp.square(forces))
@@ -312,7 +336,7 @@ class MaMuJoCo(MultiAgentEnv):
         )
 
     def reset(self, key: Array) -> EnvStep:
-        from mujoco import mjx
+        mjx = import_mjx()
 
         rules, m = self.robot.rules, self.mj_model
         qpos_key, qvel_key = jax.random.split(key)
@@ -330,7 +354,7 @@ class MaMuJoCo(MultiAgentEnv):
                               jnp.zeros((), jnp.int32))
 
     def step(self, key: Array, state: MaMuJoCoState, actions: Array) -> EnvStep:
-        from mujoco import mjx
+        mjx = import_mjx()
 
         del key  # the dynamics are deterministic
         ctrl = self.controls(actions)

@@ -63,6 +63,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dpo_jax.envs._imports import import_jaxmarl
 from dpo_jax.envs.assignment import assigned_costs
 from dpo_jax.envs.base import Array, DiscreteActions, EnvStep, MultiAgentEnv
 
@@ -117,6 +118,7 @@ class MPETask(MultiAgentEnv):
         self.max_steps = max_steps
         self.action_spec = DiscreteActions(NUM_ACTIONS)
         self.obs_dim = 4 + 2 * self.num_landmarks + 2 * (num_agents - 1)
+        import_jaxmarl()
         from jaxmarl.environments.mpe.simple import SimpleMPE
 
         num_l = self.num_landmarks
@@ -145,6 +147,7 @@ class MPETask(MultiAgentEnv):
     def make_state(self, agent_pos: Array, landmark_pos: Array,
                    agent_vel: Optional[Array] = None) -> State:
         """A world state at step 0 with the given positions (landmarks at rest)."""
+        import_jaxmarl()
         from jaxmarl.environments.mpe.simple import State
 
         agent_pos = jnp.asarray(agent_pos, jnp.float32).reshape(self.num_agents, 2)

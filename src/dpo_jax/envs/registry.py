@@ -1,24 +1,58 @@
-"""Name -> constructor registry behind ``dpo_jax.make_env``."""
+"""Name -> constructor registry behind ``dpo_jax.make_env``.
+
+Built-in environments are registered by import path (``"module:factory"``, with
+optional positional arguments for a factory of factories), so that listing or
+checking names imports nothing heavy; the module is imported when the env is
+built. ``register_env(name, factory)`` adds your own.
+"""
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 from dpo_jax.config import is_int, is_real
 from dpo_jax.envs.base import MultiAgentEnv
 
 EnvFactory = Callable[..., MultiAgentEnv]
+LazyFactory = tuple[str, tuple[Any, ...]]  # ("module:attr", args of attr if any)
 
-_REGISTRY: dict[str, EnvFactory] = {}
+_REGISTRY: dict[str, Union[EnvFactory, LazyFactory]] = {}
 
 
-def register_env(name: str, factory: EnvFactory, *, overwrite: bool = False) -> None:
-    """Make ``factory(**kwargs)`` available as ``make_env(name, **kwargs)``."""
+def register_env(name: str, factory: EnvFactory | str, *args: Any,
+                 overwrite: bool = False) -> None:
+    """Make ``factory(**kwargs)`` available as ``make_env(name, **kwargs)``.
+
+    ``factory`` is a callable, or an import path ``"package.module:attr"`` resolved
+    on first use (with ``args``: ``attr(*args)`` is the factory)."""
     if name in _REGISTRY and not overwrite:
         raise ValueError(f"environment {name!r} is already registered")
-    _REGISTRY[name] = factory
+    if isinstance(factory, str):
+        if ":" not in factory:
+            raise ValueError(f"register_env({name!r}): import path {factory!r} must "
+                             f"read 'module:attr'")
+        _REGISTRY[name] = (factory, args)
+    elif callable(factory) and not args:
+        _REGISTRY[name] = factory
+    else:
+        raise ValueError(f"register_env({name!r}): factory must be a callable or an "
+                         f"import path 'module:attr' (args only with a path)")
+
+
+def factory_of(name: str) -> EnvFactory:
+    """The constructor registered as ``name`` (importing its module if needed)."""
+    entry = _REGISTRY[name]
+    if isinstance(entry, tuple):
+        path, args = entry
+        module, _, attr = path.partition(":")
+        entry = getattr(importlib.import_module(module), attr)
+        if args:
+            entry = entry(*args)
+        _REGISTRY[name] = entry
+    return entry
 
 
 def list_envs() -> list[str]:
@@ -90,6 +124,6 @@ def make_env(name: str, **kwargs: Any) -> MultiAgentEnv:
         raise ValueError(
             f"unknown environment {name!r}.{hint} Registered: {', '.join(list_envs())}"
         )
-    factory = _REGISTRY[name]
+    factory = factory_of(name)
     _check_kwargs(name, factory, kwargs)
     return factory(**kwargs)

@@ -29,6 +29,9 @@ from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
+from dpo_jax.envs._imports import import_jaxmarl
+
+import_jaxmarl()
 from jaxmarl.environments.smax import HeuristicEnemySMAX
 
 from dpo_jax.envs.base import EnvStep

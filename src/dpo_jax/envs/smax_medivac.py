@@ -39,6 +39,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from dpo_jax.envs._imports import import_jaxmarl
+
+import_jaxmarl()
 from jaxmarl.environments.smax import HeuristicEnemySMAX, Scenario
 from jaxmarl.environments.smax.heuristic_enemy import create_heuristic_policy
 from jaxmarl.environments.smax.smax_env import SMAX, State

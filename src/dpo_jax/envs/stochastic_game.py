@@ -20,12 +20,24 @@ Construction, for ``S = num_states``, ``N = num_agents``, ``A = num_actions`` an
   order of ``(s, joint)``. Tables are stored as float32; the default game's
   transition table has 100 x 5**6 x 100 = 156M entries (625 MB).
 * Observation. Every agent observes the one-hot of the state: ``[N, S]``.
-* Start and length. Every episode starts in state 0 and lasts exactly
+* Start and length. Every episode starts in ``start_state`` (0) and lasts exactly
   ``episode_length`` steps (default ``S``): there is no terminal state, so
   ``terminated`` is always False and ``truncated`` turns True on the step that
   reaches the limit.
+* ``never_reset=True``: the authors' training env (``train_matrix_game.py`` resets
+  it once, at warm-up). After the first ``episode_length`` steps every step reports
+  ``terminated`` (their ``done`` stays 1, so their value masks are 0 and GAE gives
+  ``A = r - V(s)``), and the state chain runs on instead of restarting at the start
+  state: ``resets_on_done`` is False, so the rollout keeps the env's state. Exact
+  metrics stay those of the episodic game.
 
-Exact quantities, all undiscounted over ``episode_length`` steps from state 0:
+``StochasticGame.from_tables`` (``stochastic_game_from_tables``) builds the game from
+given reward and transition tables; ``load_authors_game`` reads the authors' pickle
+format (``a_mat_model/*.pkl``: ``reward [S, A, .., A]``, ``trans_mat [S, A, .., A,
+S]``, start state 0, horizon ``S``).
+
+Exact quantities, all undiscounted over ``episode_length`` steps from the start
+state:
 
 * ``J*`` (``optimal_return``): the maximum over all joint, time-dependent
   policies, by backward dynamic programming ``V_H = 0``,
@@ -140,17 +152,18 @@ def joint_policy(probs: Array) -> Array:
 
 
 def product_policy_return(
-    probs: Array, tables: GameTables, episode_length: int
+    probs: Array, tables: GameTables, episode_length: int, start_state: int = 0
 ) -> Array:
-    """Exact undiscounted return of a stationary product policy from state 0.
+    """Exact undiscounted return of a stationary product policy from the start state.
 
     ``r_pi[s] = sum_j pi(j|s) r[s, j]``, ``P_pi[s, s'] = sum_j pi(j|s) P[s, j, s']``,
-    ``d_0 = e_0``, ``d_{t+1} = d_t P_pi`` and ``J = sum_{t<H} d_t . r_pi``.
+    ``d_0 = e_{start}``, ``d_{t+1} = d_t P_pi`` and ``J = sum_{t<H} d_t . r_pi``.
 
     Args:
       probs: ``[N, S, A]`` action probabilities of every agent in every state.
       tables: the game's ``GameTables``.
       episode_length: the horizon ``H`` (static).
+      start_state: the state every episode starts in (static).
 
     Returns:
       ``[]`` float32 expected episode return.
@@ -174,7 +187,7 @@ def product_policy_return(
         step_reward = jnp.dot(dist, reward_pi, precision=_HIGHEST)
         return jnp.dot(dist, transition_pi, precision=_HIGHEST), step_reward
 
-    start = jax.nn.one_hot(0, num_states, dtype=jnp.float32)
+    start = jax.nn.one_hot(start_state, num_states, dtype=jnp.float32)
     _, step_rewards = jax.lax.scan(advance, start, None, length=episode_length)
     return jnp.sum(step_rewards)
 
@@ -211,9 +224,10 @@ class _Optimum:
     environment's own leaves are tracers (inside a jitted function).
     """
 
-    def __init__(self, tables: GameTables, horizon: int):
+    def __init__(self, tables: GameTables, horizon: int, start_state: int = 0):
         self._tables = tables
         self._horizon = horizon
+        self._start = start_state
         self._solution: tuple[float, np.ndarray] | None = None
 
     def solution(self) -> tuple[float, np.ndarray]:
@@ -224,7 +238,7 @@ class _Optimum:
                 self._horizon,
             )
             policy.flags.writeable = False  # shared by every caller
-            self._solution = (float(values[0]), policy)
+            self._solution = (float(values[self._start]), policy)
             self._tables = None  # the environment still holds them
         return self._solution
 
@@ -248,8 +262,9 @@ class StochasticGame(MultiAgentEnv):
 
     Attributes:
       tables: the ``GameTables`` (the pytree's leaves).
-      num_states, num_actions, num_joint_actions, seed, episode_length: shape
-        and construction parameters.
+      num_states, num_actions, num_joint_actions, seed, episode_length,
+        start_state, never_reset: shape and construction parameters (``seed`` is
+        ``None`` for a game built from given tables).
     """
 
     name = "stochastic_game"
@@ -261,45 +276,107 @@ class StochasticGame(MultiAgentEnv):
         num_actions: int = 5,
         seed: int = 0,
         episode_length: int | None = None,
+        never_reset: bool = False,
     ):
         num_states = _checked_int("num_states", num_states, 1)
         num_agents = _checked_int("num_agents", num_agents, 1)
         num_actions = _checked_int("num_actions", num_actions, 1)
         seed = _checked_int("seed", seed, 0)
+        _check_table_size(num_states, num_agents, num_actions)
+        tables = build_tables(num_states, num_agents, num_actions, seed)
+        self._setup(tables, num_agents, num_actions, seed, episode_length, 0, never_reset)
+
+    @classmethod
+    def from_tables(
+        cls,
+        rewards: Any,
+        transitions: Any,
+        start_state: int = 0,
+        episode_length: int | None = None,
+        never_reset: bool = False,
+        num_agents: int | None = None,
+    ) -> "StochasticGame":
+        """A game with the given dynamics.
+
+        Args:
+          rewards: the shared reward, ``[S, A, ..., A]`` (one axis per agent) or
+            ``[S, A**N]`` with agent 0 the most significant digit (then pass
+            ``num_agents``; default 1).
+          transitions: ``[S, A, ..., A, S]`` or ``[S, A**N, S]`` next-state
+            distributions (non-negative rows summing to 1 within 1e-4; stored
+            renormalised in float32).
+          start_state: where every episode starts.
+          episode_length: the horizon (default ``S``).
+          never_reset: the authors' continuing training env (module docs).
+          num_agents: the agent count of a flat ``[S, A**N]`` table.
+        """
+        rewards = np.asarray(rewards, np.float64)
+        transitions = np.asarray(transitions, np.float64)
+        if rewards.ndim < 2 or transitions.ndim != rewards.ndim + 1:
+            raise ValueError(f"stochastic game tables: rewards {rewards.shape} and "
+                             f"transitions {transitions.shape} must be [S, joint...] and "
+                             f"[S, joint..., S]")
+        num_states = rewards.shape[0]
+        if transitions.shape != rewards.shape + (num_states,):
+            raise ValueError(f"stochastic game tables: transitions {transitions.shape} "
+                             f"must be rewards' shape {rewards.shape} + ({num_states},)")
+        if rewards.ndim > 2:
+            num_agents, num_actions = rewards.ndim - 1, rewards.shape[1]
+            if any(n != num_actions for n in rewards.shape[1:]):
+                raise ValueError(f"stochastic game tables: every agent needs the same "
+                                 f"number of actions, got reward axes {rewards.shape[1:]}")
+        else:
+            num_joint = rewards.shape[1]
+            num_agents = 1 if num_agents is None else _checked_int("num_agents",
+                                                                   num_agents, 1)
+            num_actions = round(num_joint ** (1.0 / num_agents))
+            if num_actions**num_agents != num_joint:
+                raise ValueError(f"stochastic game tables: {num_joint} joint actions are "
+                                 f"not A**{num_agents} for any A")
+        flat_p = transitions.reshape(num_states, -1, num_states)
+        if not np.all(np.isfinite(rewards)) or not np.all(np.isfinite(flat_p)):
+            raise ValueError("stochastic game tables: rewards and transitions must be finite")
+        if flat_p.min() < 0 or np.abs(flat_p.sum(-1) - 1).max() > 1e-4:
+            raise ValueError("stochastic game tables: every transition row must be "
+                             "non-negative and sum to 1")
+        start_state = _checked_int("start_state", start_state, 0)
+        if start_state >= num_states:
+            raise ValueError(f"start_state={start_state} must be < num_states={num_states}")
+        flat_p = flat_p / flat_p.sum(-1, keepdims=True)
+        tables = GameTables(jnp.asarray(rewards.reshape(num_states, -1), jnp.float32),
+                            jnp.asarray(flat_p, jnp.float32))
+        env = object.__new__(cls)
+        env._setup(tables, num_agents, num_actions, None, episode_length, start_state,
+                   never_reset)
+        return env
+
+    def _setup(self, tables: GameTables, num_agents: int, num_actions: int,
+               seed: int | None, episode_length: int | None, start_state: int,
+               never_reset: bool) -> None:
+        num_states = int(tables.rewards.shape[0])
         if episode_length is None:
             episode_length = num_states
         episode_length = _checked_int("episode_length", episode_length, 1)
-        # in logs first: num_actions**num_agents itself can be too large to compute
-        log_joint = num_agents * math.log10(num_actions)
-        log_bytes = math.log10(4 * num_states * (num_states + 1)) + log_joint
-        if log_bytes > math.log10(MAX_TABLE_BYTES):
-            joint = (f"{num_actions**num_agents:,}" if log_joint < 12
-                     else f"about 10^{int(log_joint)}")
-            raise ValueError(
-                f"stochastic game tables would take about 10^{log_bytes - 9:.1f} GB "
-                f"(num_states={num_states}, num_actions**num_agents="
-                f"{num_actions}**{num_agents}={joint} joint actions, "
-                f"transitions {num_states} x joint actions x {num_states} float32); "
-                f"the limit is {MAX_TABLE_BYTES / 1e9:.0f} GB: lower num_agents or "
-                "num_actions"
-            )
-        tables = build_tables(num_states, num_agents, num_actions, seed)
-        self._init_fields(
-            (num_states, num_agents, num_actions, seed, episode_length),
-            _Optimum(tables, episode_length),
-            tables,
-        )
+        if not isinstance(never_reset, bool):
+            raise ValueError(f"never_reset must be True or False, got {never_reset!r}")
+        shape = (num_states, num_agents, num_actions, seed, episode_length, start_state,
+                 never_reset)
+        self._init_fields(shape, _Optimum(tables, episode_length, start_state), tables)
 
     def _init_fields(
-        self, shape: tuple[int, ...], optimum: _Optimum, tables: GameTables
+        self, shape: tuple[Any, ...], optimum: _Optimum, tables: GameTables
     ) -> None:
-        num_states, num_agents, num_actions, seed, episode_length = shape
+        (num_states, num_agents, num_actions, seed, episode_length, start_state,
+         never_reset) = shape
         self.num_states = num_states
         self.num_agents = num_agents
         self.num_actions = num_actions
         self.num_joint_actions = num_actions**num_agents
         self.seed = seed
         self.episode_length = episode_length
+        self.start_state = start_state
+        self.never_reset = never_reset
+        self.resets_on_done = not never_reset
         self.obs_dim = num_states
         self.action_spec = DiscreteActions(num_actions)
         self.max_steps = episode_length
@@ -313,6 +390,8 @@ class StochasticGame(MultiAgentEnv):
             self.num_actions,
             self.seed,
             self.episode_length,
+            self.start_state,
+            self.never_reset,
         )
         return (self.tables,), (shape, self._optimum)
 
@@ -324,6 +403,12 @@ class StochasticGame(MultiAgentEnv):
         shape, optimum = aux
         env._init_fields(shape, optimum, children[0])
         return env
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {k}={v!r}" for k, v in (
+            ("seed", self.seed), ("start_state", self.start_state),
+            ("never_reset", self.never_reset)) if k == "seed" or v)
+        return super().__repr__()[:-1] + extra + ")"
 
     # -- joint actions ------------------------------------------------------
 
@@ -359,7 +444,8 @@ class StochasticGame(MultiAgentEnv):
 
     def reset(self, key: Array) -> EnvStep:
         del key  # the start state is fixed
-        state = StochasticGameState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+        state = StochasticGameState(jnp.asarray(self.start_state, jnp.int32),
+                                    jnp.zeros((), jnp.int32))
         return self._observe(state, jnp.zeros((), jnp.float32), jnp.zeros((), bool))
 
     def step(self, key: Array, state: StochasticGameState, actions: Array) -> EnvStep:
@@ -370,7 +456,10 @@ class StochasticGame(MultiAgentEnv):
         next_index = jax.random.categorical(key, jnp.log(next_probs))
         time_step = state.time_step + 1
         next_state = StochasticGameState(next_index.astype(jnp.int32), time_step)
-        return self._observe(next_state, reward, time_step >= self.episode_length)
+        out = self._observe(next_state, reward, time_step >= self.episode_length)
+        if self.never_reset:  # every step after the first episode is terminal
+            out = out._replace(terminated=out.truncated, truncated=jnp.zeros((), bool))
+        return out
 
     # -- exact metrics ------------------------------------------------------
 
@@ -391,7 +480,8 @@ class StochasticGame(MultiAgentEnv):
 
     def exact_return(self, probs: Array) -> Array:
         """J(pi) of the stationary product policy ``probs [N, S, A]`` (jittable)."""
-        return product_policy_return(probs, self.tables, self.episode_length)
+        return product_policy_return(probs, self.tables, self.episode_length,
+                                     self.start_state)
 
     def policy_metrics(
         self, action_probs: Callable[[Array], Array]
@@ -413,15 +503,65 @@ class StochasticGame(MultiAgentEnv):
         }
 
 
+def _check_table_size(num_states: int, num_agents: int, num_actions: int) -> None:
+    """Refuse games whose tables would not fit (computed in logs: the joint-action
+    count itself can be too large to form)."""
+    log_joint = num_agents * math.log10(num_actions)
+    log_bytes = math.log10(4 * num_states * (num_states + 1)) + log_joint
+    if log_bytes > math.log10(MAX_TABLE_BYTES):
+        joint = (f"{num_actions**num_agents:,}" if log_joint < 12
+                 else f"about 10^{int(log_joint)}")
+        raise ValueError(
+            f"stochastic game tables would take about 10^{log_bytes - 9:.1f} GB "
+            f"(num_states={num_states}, num_actions**num_agents="
+            f"{num_actions}**{num_agents}={joint} joint actions, "
+            f"transitions {num_states} x joint actions x {num_states} float32); "
+            f"the limit is {MAX_TABLE_BYTES / 1e9:.0f} GB: lower num_agents or "
+            "num_actions"
+        )
+
+
+def stochastic_game_from_tables(
+    rewards: Any, transitions: Any, start_state: int = 0,
+    episode_length: int | None = None, never_reset: bool = False,
+) -> StochasticGame:
+    """``StochasticGame.from_tables``: a game with given reward and transition tables."""
+    return StochasticGame.from_tables(rewards, transitions, start_state, episode_length,
+                                      never_reset)
+
+
+def load_authors_game(path: str, episode_length: int | None = None,
+                      never_reset: bool = False) -> StochasticGame:
+    """The game of one of the authors' ``a_mat_model/*.pkl`` files (a pickled dict
+    with ``reward [S, A, .., A]`` and ``trans_mat [S, A, .., A, S]``; start state 0;
+    horizon ``S``, their ``max_episode_length``; ``int(1.34 * S)`` is their
+    ``--episode_longer``). Raises ``ValueError`` naming the file on a bad format."""
+    import pickle
+
+    try:
+        with open(path, "rb") as f:
+            data = pickle.load(f)
+        rewards, transitions = data["reward"], data["trans_mat"]
+    except (OSError, pickle.UnpicklingError, EOFError) as err:
+        raise ValueError(f"{path!r}: cannot read the game ({type(err).__name__}: "
+                         f"{err})") from None
+    except (KeyError, TypeError):
+        raise ValueError(f"{path!r}: expected a pickled dict with 'reward' and "
+                         f"'trans_mat' (the authors' a_mat_model format)") from None
+    return StochasticGame.from_tables(rewards, transitions, 0, episode_length, never_reset)
+
+
 def make_stochastic_game(
     num_states: int = 100,
     num_agents: int = 6,
     num_actions: int = 5,
     seed: int = 0,
     episode_length: int | None = None,
+    never_reset: bool = False,
 ) -> StochasticGame:
     """The paper's game: 100 states, 6 agents, 5 actions (Sec. 4.1)."""
-    return StochasticGame(num_states, num_agents, num_actions, seed, episode_length)
+    return StochasticGame(num_states, num_agents, num_actions, seed, episode_length,
+                          never_reset)
 
 
 def make_small_stochastic_game(
@@ -430,6 +570,17 @@ def make_small_stochastic_game(
     num_actions: int = 5,
     seed: int = 0,
     episode_length: int | None = None,
+    never_reset: bool = False,
 ) -> StochasticGame:
-    """The example shipped with the authors' code: 30 states, 3 agents, 5 actions."""
-    return StochasticGame(num_states, num_agents, num_actions, seed, episode_length)
+    """A game of the shape shipped with the authors' code: 30 states, 3 agents,
+    5 actions (our own draw; ``stochastic_game_authors`` loads theirs)."""
+    return StochasticGame(num_states, num_agents, num_actions, seed, episode_length,
+                          never_reset)
+
+
+def make_authors_stochastic_game(
+    path: str, episode_length: int | None = None, never_reset: bool = False
+) -> StochasticGame:
+    """``load_authors_game``: the authors' game file, e.g.
+    ``make_env("stochastic_game_authors", path=".../a_mat_model/random_matrix_game_3.pkl")``."""
+    return load_authors_game(path, episode_length, never_reset)

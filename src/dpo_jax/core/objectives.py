@@ -34,7 +34,7 @@ grad(KL) / (2 sqrt(eps)), finite.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import chex
 import jax
@@ -100,15 +100,37 @@ def _is_traced(tree: object) -> bool:
     return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree))
 
 
-def validate_objective_params(obj: "ObjectiveParams") -> "ObjectiveParams":
+PER_AGENT_FIELDS = ("d_target", "delta", "omega", "init_beta_sqrt", "init_beta_kl")
+"""Fields that may hold one value per agent (``[N]``): they act only in eq. 20's
+adaptation and the initial betas, which are per agent. The others select the
+objective and are one value per run."""
+
+
+def validate_objective_params(obj: "ObjectiveParams", num_agents: Optional[int] = None,
+                              runs: Optional[int] = None) -> "ObjectiveParams":
     """Raise ``ValueError`` naming the first invalid field (and sweep index) of a
     concrete ``obj``; return it unchanged. Traced values (inside ``jit`` /
-    ``vmap``) are skipped here and checked in-graph by ``objective_params_ok``."""
+    ``vmap``) are skipped here and checked in-graph by ``objective_params_ok``.
+
+    With ``num_agents`` the shapes are checked too: each field is a scalar per run
+    or, for ``PER_AGENT_FIELDS``, ``[num_agents]``; with ``runs`` every field has a
+    leading run axis of that size first."""
     if not isinstance(obj, ObjectiveParams):
         raise ValueError(f"obj must be an ObjectiveParams (see objective_params), "
                          f"got {type(obj).__name__}")
     if _is_traced(obj):
         return obj
+    if num_agents is not None:
+        lead = () if runs is None else (runs,)
+        for field in ObjectiveParams._fields:
+            shape = tuple(np.shape(getattr(obj, field)))
+            allowed = [lead] + ([lead + (num_agents,)] if field in PER_AGENT_FIELDS else [])
+            if shape not in allowed:
+                raise ValueError(
+                    f"ObjectiveParams.{field} has shape {shape}: expected "
+                    + " or ".join(str(a) for a in allowed)
+                    + (f" (one value per agent: the env has {num_agents} agents)"
+                       if field in PER_AGENT_FIELDS else " (one value per run)"))
     for field in ObjectiveParams._fields:
         value = np.asarray(getattr(obj, field), dtype=np.float64)
         bad = np.argwhere(~_field_ok(np.atleast_1d(value), field))
@@ -181,18 +203,30 @@ def masked_mean(x: Array, weights: Array | None = None,
     return jnp.sum(weights * x, axis) / jnp.maximum(jnp.sum(weights, axis), 1.0)
 
 
-def sqrt_kl_term(kl: Array, form: str, eps: float, weights: Array | None = None) -> Array:
+def safe_sqrt(x: Array, eps: float, eps_mode: str = "floor") -> Array:
+    """``sqrt(max(x, eps))`` (``eps_mode="floor"``: constant, zero gradient below
+    eps) or ``sqrt(max(x + eps, eps))`` (``"added"``: the authors' code)."""
+    if eps_mode == "floor":
+        return jnp.sqrt(jnp.maximum(x, eps))
+    if eps_mode == "added":
+        return jnp.sqrt(jnp.maximum(x + eps, eps))
+    raise ValueError(f"unknown kl_sqrt_eps_mode {eps_mode!r}")
+
+
+def sqrt_kl_term(kl: Array, form: str, eps: float, weights: Array | None = None,
+                 eps_mode: str = "floor") -> Array:
     """The sqrt-KL penalty of eq. 19 from per-sample KLs ``[B]``.
 
-    ``form="sqrt_of_mean"``: sqrt(max(E[KL], eps)) (paper); ``"mean_of_sqrt"``:
-    E[sqrt(max(KL, eps))] (reference code). See the module docstring for the floor.
-    ``weights`` restricts the expectation to active samples (``masked_mean``).
+    ``form="sqrt_of_mean"``: sqrt(E[KL]) (paper); ``"mean_of_sqrt"``: E[sqrt(KL)]
+    (reference code); each square root through :func:`safe_sqrt` with ``eps`` and
+    ``eps_mode``. See the module docstring for the floor. ``weights`` restricts the
+    expectation to active samples (``masked_mean``).
     """
     kl = jnp.maximum(kl, 0.0)
     if form == "sqrt_of_mean":
-        return jnp.sqrt(jnp.maximum(masked_mean(kl, weights), eps))
+        return safe_sqrt(masked_mean(kl, weights), eps, eps_mode)
     if form == "mean_of_sqrt":
-        return masked_mean(jnp.sqrt(jnp.maximum(kl, eps)), weights)
+        return masked_mean(safe_sqrt(kl, eps, eps_mode), weights)
     raise ValueError(f"unknown sqrt_kl_form {form!r}")
 
 
@@ -219,6 +253,7 @@ def policy_loss(
     entropy_coef: float,
     sqrt_kl_form: str = "sqrt_of_mean",
     kl_sqrt_eps: float = 1e-8,
+    kl_sqrt_eps_mode: str = "floor",
     weights: Array | None = None,
 ) -> tuple[Array, PolicyLossAux]:
     """One agent's policy loss (to minimise): minus eq. 19's objective, or IPPO's.
@@ -241,7 +276,7 @@ def policy_loss(
     clipped = jnp.clip(ratio, 1.0 - obj.clip_eps, 1.0 + obj.clip_eps) * advantages
     per_sample = jnp.where(obj.use_clip > 0, jnp.minimum(unclipped, clipped), unclipped)
     surrogate = obj.adv_scale * masked_mean(per_sample, weights)
-    sqrt_kl = sqrt_kl_term(kl, sqrt_kl_form, kl_sqrt_eps, weights)
+    sqrt_kl = sqrt_kl_term(kl, sqrt_kl_form, kl_sqrt_eps, weights, kl_sqrt_eps_mode)
     kl_mean = masked_mean(kl, weights)
     mean_entropy = masked_mean(entropy, weights)
     loss = (

@@ -187,10 +187,7 @@ def plot(out: str | pathlib.Path, aggregates: Mapping[str, Any],
          xlabel: str = "normalised score") -> list[pathlib.Path]:
     """``aggregates.png``, ``performance_profile.png`` and (with pairs)
     ``probability_of_improvement.png`` in ``out``, drawn by rliable's plot_utils."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # figures closed after saving; backend untouched
     from rliable import plot_utils
 
     out = pathlib.Path(out)

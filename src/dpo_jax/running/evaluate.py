@@ -13,7 +13,7 @@ in training: its return (mean over agents), its length, and the env's per-episod
 info at its end (SMAX: ``won``, so the mean is the win rate).
 
 ``render_episode`` draws one episode: MPE tasks and simple spread as a PNG strip
-and a GIF (``dpo_jax.render``); MuJoCo tasks as GIF frames drawn by
+and a GIF (``dpo_jax.running.render``); MuJoCo tasks as GIF frames drawn by
 ``mujoco.Renderer``, which needs an OpenGL backend (``MUJOCO_GL=egl`` or
 ``osmesa``); without one it returns a message saying so instead of failing.
 """
@@ -21,24 +21,25 @@ and a GIF (``dpo_jax.render``); MuJoCo tasks as GIF frames drawn by
 from __future__ import annotations
 
 import pathlib
+import warnings
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpo_jax import agents as agents_lib
-from dpo_jax import checkpoint, render
-from dpo_jax.agents import Agents
+from dpo_jax.core import agents as agents_lib
+from dpo_jax.running import checkpoint, render
+from dpo_jax.core.agents import Agents
 from dpo_jax.baselines import iddpg, iql
 from dpo_jax.config import BASELINE_ALGORITHMS
 from dpo_jax.envs import make_env
 from dpo_jax.envs.base import MultiAgentEnv
-from dpo_jax.experiments import env_is_pytree
-from dpo_jax.networks import distribution
-from dpo_jax.rollout import policy_episode
-from dpo_jax.runspec import Program, RunSpec, plan
-from dpo_jax.train import make_trainer
+from dpo_jax.running.experiments import env_is_pytree
+from dpo_jax.core.networks import distribution
+from dpo_jax.training.rollout import policy_episode
+from dpo_jax.running.runspec import Program, RunSpec, plan
+from dpo_jax.training.trainer import make_trainer
 
 Array = jax.Array
 ActFn = Callable[[Array, Array, Array], Array]
@@ -98,7 +99,11 @@ def pg_policy(agents: Agents) -> PolicyFn:
 def evaluate(env: MultiAgentEnv, policy: PolicyFn, params: Any, key: Array,
              num_episodes: int, greedy: bool = True) -> dict[str, np.ndarray]:
     """``num_episodes`` episodes of every run in ``params`` (leading run axis),
-    one compiled call; returns ``{name: [runs, episodes]}``."""
+    one compiled call; returns ``{name: [runs, episodes]}``.
+
+    Keys: episode ``e`` of run ``r`` uses ``split(split(key, runs)[r],
+    num_episodes)[e]`` (``rollout.policy_episode`` then splits it into the reset key
+    and the steps' keys), so a run's episodes are independent and reproducible."""
     if not (isinstance(num_episodes, int) and num_episodes >= 1):
         raise ValueError(f"num_episodes={num_episodes!r}: expected an int >= 1")
     runs = jax.tree.leaves(params)[0].shape[0]
@@ -147,10 +152,9 @@ def load_policies(out: str | pathlib.Path, program: str = "pg") -> Policies:
                          f"{sorted(programs)}")
     prog = programs[program]
     folder = out / checkpoint_folder(program)
-    done = checkpoint.latest(folder)
-    if done is None:
-        raise FileNotFoundError(f"{str(folder)!r} holds no checkpoint (was the run "
-                                f"stopped before its first one?)")
+    if checkpoint.latest(folder) is None:
+        raise FileNotFoundError(f"{str(folder)!r} holds no complete checkpoint (was the "
+                                f"run stopped before its first one?)")
     trainer = make_trainer(prog.config, env)
     env_arg = (env,) if env_is_pytree(env) else ()
     in_axes = (0, 0 if prog.obj is not None else None) + ((None,) if env_arg else ())
@@ -164,7 +168,11 @@ def load_policies(out: str | pathlib.Path, program: str = "pg") -> Policies:
     state = init(keys, obj, *env_arg)
     step = jax.eval_shape(jax.vmap(trainer.run, in_axes=(0, None) + in_axes[1:]),
                           state, jnp.int32(0), obj, *env_arg)[1]
-    state, _ = checkpoint.restore(folder, done, state, checkpoint.metrics_like(step, done))
+    restored = checkpoint.restore_latest(folder, state, checkpoint.metrics_like(step))
+    for line in restored.skipped:
+        warnings.warn(f"skipped a checkpoint: {line}", checkpoint.CheckpointWarning,
+                      stacklevel=2)
+    state, done = restored.state, restored.updates_done
     params = jax.tree.map(lambda x: x[:len(prog.labels)], state.agents.params)
     if program == "iql":
         return Policies(spec, env, prog, lambda p, g: iql.eval_policy(prog.config, env, p, g),
@@ -206,7 +214,9 @@ def render_mujoco(env: Any, states: Any, path: str | pathlib.Path, width: int = 
 
     try:
         renderer = mujoco.Renderer(env.mj_model, height, width)
-    except Exception as err:  # no GL context: EGL/OSMesa/GLFW missing
+    # no GL context: mujoco's FatalError (GLFW), PyOpenGL's AttributeError / ImportError
+    # (EGL, OSMesa libraries missing), OSError (a library that does not load)
+    except (mujoco.FatalError, AttributeError, ImportError, OSError, RuntimeError) as err:
         return [], (f"MuJoCo frames skipped: mujoco.Renderer needs an OpenGL backend "
                     f"(set MUJOCO_GL=egl with a GPU driver, or MUJOCO_GL=osmesa with "
                     f"libosmesa installed); it failed with {type(err).__name__}: {err}")
@@ -215,12 +225,14 @@ def render_mujoco(env: Any, states: Any, path: str | pathlib.Path, width: int = 
     data = mujoco.MjData(env.mj_model)
     qpos, qvel = np.asarray(states.data.qpos), np.asarray(states.data.qvel)
     images = []
-    for t in range(qpos.shape[0]):
-        data.qpos[:], data.qvel[:] = qpos[t], qvel[t]
-        mujoco.mj_forward(env.mj_model, data)
-        renderer.update_scene(data)
-        images.append(Image.fromarray(renderer.render()))
-    renderer.close()
+    try:
+        for t in range(qpos.shape[0]):
+            data.qpos[:], data.qvel[:] = qpos[t], qvel[t]
+            mujoco.mj_forward(env.mj_model, data)
+            renderer.update_scene(data)
+            images.append(Image.fromarray(renderer.render()))
+    finally:
+        renderer.close()
     gif = pathlib.Path(path).with_suffix(".gif")
     gif.parent.mkdir(parents=True, exist_ok=True)
     fps = fps or max(1, round(1 / env.dt))

@@ -10,9 +10,9 @@ transitions, the flattened batch and its per-epoch shuffled copy, the states of
 the parallel environments (three copies during the auto-reset step) and one
 minibatch's activations through both networks, forward and backward. It is
 calibrated against XLA's own ``compiled.memory_analysis()`` on MPE, SMAX and the
-stochastic game (within about 15% of XLA's figure there;
-``tests/test_reliability.py`` checks it stays within a factor of 1.5); it is meant to catch batches that are far too
-large, not to budget the last gigabyte.
+stochastic game (``tests/test_reliability.py`` checks it within 15% of XLA's figure
+on two MPE batch shapes); it is meant to catch batches that are far too large, not
+to budget the last gigabyte.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def check_memory(cfg: TrainConfig, env: MultiAgentEnv, num_steps: int,
         raise ValueError(
             f"TrainConfig.num_envs={cfg.num_envs} x num_steps={num_steps}{runs} on "
             f"{env.name!r} needs about {_gib(estimate)} (estimated from the shapes; "
-            f"dpo_jax.memory) but the device has {_gib(limit)} available: lower num_envs "
+            f"dpo_jax.training.memory) but the device has {_gib(limit)} available: lower num_envs "
             f"(about {fit} would fit), num_steps, the number of runs, or raise "
             "num_minibatches")
     return estimate

@@ -17,9 +17,12 @@ feeds its loggers once, at the end.
 - :class:`WandbLogger` (``pip install "dpo-jax[wandb]"``): one W&B run per
   training run, grouped; ``WANDB_MODE=offline`` works without an account.
 
-On resume (``start(first_update)`` with ``first_update > 0``) the file loggers
-drop the rows of updates at or after ``first_update`` (written after the last
-checkpoint, before a stop) so that every update appears once.
+On resume ``start(first_update, history)`` receives the metrics of every update
+before ``first_update`` from the checkpoint itself: the file loggers rewrite their
+files from it (rows written after the last checkpoint are dropped, rows lost in a
+crash between a checkpoint and its log write come back), TensorBoard and W&B add the
+rows they had not received (each keeps the count it logged in ``logged.json``). So
+every update appears exactly once, whenever the process stopped.
 """
 
 from __future__ import annotations
@@ -81,8 +84,10 @@ class Logger:
     def __init__(self, labels: Sequence[Labels]) -> None:
         self.labels = [dict(lab) for lab in labels]
 
-    def start(self, first_update: int) -> None:
-        """Called once before the first chunk; ``first_update`` > 0 on resume."""
+    def start(self, first_update: int,
+              history: Optional[Mapping[str, np.ndarray]] = None) -> None:
+        """Called once before the first chunk; on resume ``first_update`` > 0 and
+        ``history`` holds the metrics of updates ``0 .. first_update - 1``."""
 
     def write(self, first_update: int, metrics: Mapping[str, np.ndarray]) -> None:
         """Metrics of updates ``first_update ..`` of every run, leaves ``[runs, K, ...]``."""
@@ -100,21 +105,51 @@ class Logger:
 
 
 class _FileLogger(Logger):
-    """A file of rows keyed by ``update``; ``start`` keeps the rows before it."""
+    """A file of rows keyed by ``update``; ``start`` rewrites it from the history."""
 
     def __init__(self, path: str | pathlib.Path, labels: Sequence[Labels]) -> None:
         super().__init__(labels)
         self.path = pathlib.Path(path)
 
-    def start(self, first_update: int) -> None:
+    def start(self, first_update: int,
+              history: Optional[Mapping[str, np.ndarray]] = None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if first_update == 0 or not self.path.exists():
-            self.path.write_text("")
-            return
-        self._keep_before(first_update)
+        self.path.write_text("")
+        if first_update and history is not None:
+            self.write(0, history)
 
-    def _keep_before(self, first_update: int) -> None:
-        raise NotImplementedError
+
+class _CountingLogger(Logger):
+    """A logger that cannot rewrite what it sent: it records in ``{folder}/logged.json``
+    how many updates it has logged, and on resume adds the missing history."""
+
+    def __init__(self, folder: pathlib.Path, labels: Sequence[Labels]) -> None:
+        super().__init__(labels)
+        self.folder = folder
+        self._logged = 0
+
+    def logged(self) -> int:
+        """Updates logged by an earlier process (0 when unknown)."""
+        try:
+            return int(json.loads((self.folder / "logged.json").read_text())["updates"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
+    def _set_logged(self, count: int) -> None:
+        self._logged = count
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "logged.json").write_text(json.dumps({"updates": count}))
+
+    def _catch_up(self, first_update: int,
+                  history: Optional[Mapping[str, np.ndarray]]) -> int:
+        """Log ``history``'s updates from the first one not logged yet; returns where
+        the earlier process's log is to be cut (``purge_step``)."""
+        done = min(self.logged(), first_update) if first_update else 0
+        if history is not None and done < first_update:
+            self.write(done, {k: np.asarray(v)[:, done:first_update]
+                              for k, v in history.items()})
+        self._set_logged(first_update)
+        return done
 
 
 class JsonlLogger(_FileLogger):
@@ -130,11 +165,6 @@ class JsonlLogger(_FileLogger):
                     row.update({n: _plain(np.asarray(metrics[n][r, k])) for n in names})
                     f.write(json.dumps(row, allow_nan=False) + "\n")
 
-    def _keep_before(self, first_update: int) -> None:
-        lines = self.path.read_text().splitlines()
-        kept = [line for line in lines if line and json.loads(line)["update"] < first_update]
-        self.path.write_text("".join(line + "\n" for line in kept))
-
 
 def read_jsonl(path: str | pathlib.Path) -> list[dict[str, Any]]:
     """The rows of a ``metrics.jsonl`` file."""
@@ -147,6 +177,11 @@ class CsvLogger(_FileLogger):
     def __init__(self, path: str | pathlib.Path, labels: Sequence[Labels]) -> None:
         super().__init__(path, labels)
         self._columns: Optional[list[str]] = None
+
+    def start(self, first_update: int,
+              history: Optional[Mapping[str, np.ndarray]] = None) -> None:
+        self._columns = None
+        super().start(first_update, history)
 
     def write(self, first_update: int, metrics: Mapping[str, np.ndarray]) -> None:
         count = self._check(metrics)
@@ -169,18 +204,6 @@ class CsvLogger(_FileLogger):
                     writer.writerow([r, *labels.values(), first_update + k,
                                      *(f"{v:.8g}" for v in values)])
 
-    def _keep_before(self, first_update: int) -> None:
-        with self.path.open(newline="") as f:
-            rows = list(csv.reader(f))
-        if not rows:
-            return
-        header, body = rows[0], rows[1:]
-        at = header.index("update")
-        kept = [row for row in body if int(row[at]) < first_update]
-        self._columns = header
-        with self.path.open("w", newline="") as f:
-            csv.writer(f).writerows([header, *kept])
-
 
 def _require(module: str, extra: str) -> Any:
     import importlib
@@ -192,22 +215,25 @@ def _require(module: str, extra: str) -> Any:
                           f"\"dpo-jax[{extra}]\"") from None
 
 
-class TensorBoardLogger(Logger):
+class TensorBoardLogger(_CountingLogger):
     """One tensorboardX event folder per run under ``log_dir``; every metric (mean
     over agents) as a scalar against the update index."""
 
     def __init__(self, log_dir: str | pathlib.Path, labels: Sequence[Labels]) -> None:
-        super().__init__(labels)
+        super().__init__(pathlib.Path(log_dir), labels)
         self.log_dir = pathlib.Path(log_dir)
         self._tbx = _require("tensorboardX", "tensorboard")
         self._writers: list[Any] = []
 
-    def start(self, first_update: int) -> None:
-        # purge_step drops events at or after the first update to come (a resume)
+    def start(self, first_update: int,
+              history: Optional[Mapping[str, np.ndarray]] = None) -> None:
+        # purge_step drops the events from the first update not kept (a resume)
+        purge = min(self.logged(), first_update) if first_update else None
         self._writers = [
             self._tbx.SummaryWriter(str(self.log_dir / run_name(lab)),
-                                    purge_step=first_update or None)
+                                    purge_step=purge or None)
             for lab in self.labels]
+        self._catch_up(first_update, history)
 
     def write(self, first_update: int, metrics: Mapping[str, np.ndarray]) -> None:
         count = self._check(metrics)
@@ -220,13 +246,14 @@ class TensorBoardLogger(Logger):
                     if math.isfinite(value):
                         writer.add_scalar(n, value, global_step=update)
             writer.flush()
+        self._set_logged(first_update + count)
 
     def close(self) -> None:
         for writer in self._writers:
             writer.close()
 
 
-class WandbLogger(Logger):
+class WandbLogger(_CountingLogger):
     """One Weights & Biases run per training run, in group ``group``, with the
     config and labels; metrics (mean over agents) logged at step = update. The run
     ids are kept in ``{out}/wandb_ids.json`` so that a resume continues the same
@@ -235,14 +262,15 @@ class WandbLogger(Logger):
     def __init__(self, out: str | pathlib.Path, labels: Sequence[Labels], *,
                  project: str = "dpo-jax", group: Optional[str] = None,
                  config: Optional[Mapping[str, Any]] = None) -> None:
-        super().__init__(labels)
+        super().__init__(pathlib.Path(out) / "wandb_state", labels)
         self._wandb = _require("wandb", "wandb")
         self.out = pathlib.Path(out)
         self.project, self.group = project, group or self.out.name
         self.config = dict(config or {})
         self._runs: list[Any] = []
 
-    def start(self, first_update: int) -> None:
+    def start(self, first_update: int,
+              history: Optional[Mapping[str, np.ndarray]] = None) -> None:
         ids_path = self.out / "wandb_ids.json"
         ids = json.loads(ids_path.read_text()) if ids_path.exists() and first_update else {}
         for lab in self.labels:
@@ -255,6 +283,12 @@ class WandbLogger(Logger):
             self._runs.append(run)
         self.out.mkdir(parents=True, exist_ok=True)
         ids_path.write_text(json.dumps(ids, indent=1))
+        self._catch_up(first_update, history)
+
+    @property
+    def run_ids(self) -> list[str]:
+        """The W&B run ids in use, one per training run."""
+        return [run.id for run in self._runs]
 
     def write(self, first_update: int, metrics: Mapping[str, np.ndarray]) -> None:
         count = self._check(metrics)
@@ -264,6 +298,7 @@ class WandbLogger(Logger):
                 row = {n: _agent_mean(metrics[n][r, k]) for n in names}
                 run.log({n: v for n, v in row.items() if math.isfinite(v)},
                         step=first_update + k)
+        self._set_logged(first_update + count)
 
     def close(self) -> None:
         for run in self._runs:
@@ -273,7 +308,8 @@ class WandbLogger(Logger):
 
 LOGGERS = ("tensorboard", "wandb")
 """The optional loggers ``make_loggers`` adds by name (JSONL and CSV are always on)."""
-_MODULES = {"tensorboard": "tensorboardX", "wandb": "wandb"}
+LOGGER_PACKAGES = {"tensorboard": "tensorboardX", "wandb": "wandb"}
+"""The package each optional logger needs."""
 
 
 def check_extras(extra: Sequence[str]) -> None:
@@ -285,8 +321,8 @@ def check_extras(extra: Sequence[str]) -> None:
     if unknown:
         raise ValueError(f"unknown logger(s) {unknown}: expected any of {LOGGERS}")
     for name in extra:
-        if importlib.util.find_spec(_MODULES[name]) is None:
-            raise ImportError(f"the {name} logger needs {_MODULES[name]!r}: pip install "
+        if importlib.util.find_spec(LOGGER_PACKAGES[name]) is None:
+            raise ImportError(f"the {name} logger needs {LOGGER_PACKAGES[name]!r}: pip install "
                               f"\"dpo-jax[{name}]\"")
 
 

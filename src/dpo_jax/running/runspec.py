@@ -26,7 +26,7 @@ from dpo_jax.baselines.config import BaselineConfig, from_train_config, used_fie
 from dpo_jax.config import ALGORITHMS, BASELINE_ALGORITHMS, TrainConfig
 from dpo_jax.envs import make_env
 from dpo_jax.envs.base import MultiAgentEnv
-from dpo_jax.objectives import ObjectiveParams, objective_params, stack_params
+from dpo_jax.core.objectives import ObjectiveParams, objective_params, stack_params
 
 SPEC_FILE = "spec.json"
 USES_D_TARGET = ("dpo", "ippo_kl", "dpo_no_sqrt", "dpo_no_kl")
@@ -83,11 +83,22 @@ class RunSpec:
 
     @staticmethod
     def load(out: str | pathlib.Path) -> "RunSpec":
+        """The job of an output folder; ``ValueError`` naming ``spec.json`` when it is
+        unreadable or incomplete (``FileNotFoundError`` when missing)."""
         path = pathlib.Path(out) / SPEC_FILE
         if not path.exists():
             raise FileNotFoundError(f"{str(out)!r} holds no {SPEC_FILE}: not an output "
                                     f"folder of `dpo-jax train`")
-        return RunSpec.from_json(json.loads(path.read_text()))
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{str(path)!r} cannot be read: {err}") from None
+        try:
+            return RunSpec.from_json(data)
+        except KeyError as err:
+            raise ValueError(f"{str(path)!r} lacks the entry {err}") from None
+        except TypeError as err:
+            raise ValueError(f"{str(path)!r} is not a job description: {err}") from None
 
 
 class Program(NamedTuple):

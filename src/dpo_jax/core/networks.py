@@ -5,7 +5,7 @@ Architecture (paper Appendix B, reference code's MLPBase): LayerNorm on the inpu
 or tanh as JaxMARL) layers, each followed by LayerNorm when ``hidden_layer_norm``,
 then a linear head. Orthogonal initialisation: gain
 sqrt(2) on hidden layers, 0.01 on the policy head, 1 on the value head; zero biases
-(``dpo_jax.initializers.orthogonal``: flax's construction without the LAPACK QR
+(``dpo_jax.core.initializers.orthogonal``: flax's construction without the LAPACK QR
 that deadlocks XLA's CPU runtime under ``vmap``).
 
 The actor outputs a flat array of distribution parameters so that a rollout can
@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from dpo_jax.envs.base import ActionSpec, ContinuousActions, DiscreteActions
-from dpo_jax.initializers import orthogonal
+from dpo_jax.core.initializers import orthogonal
 
 Array = jax.Array
 

@@ -23,7 +23,7 @@ import optax
 
 from dpo_jax.config import TrainConfig
 from dpo_jax.envs.base import ActionSpec, MultiAgentEnv
-from dpo_jax.networks import Actor, Critic
+from dpo_jax.core.networks import Actor, Critic
 
 Array = jax.Array
 Params = dict[str, Any]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
+import warnings
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -24,7 +25,7 @@ import numpy as np
 from dpo_jax.envs.assignment import optimal_assignment
 from dpo_jax.envs.base import Array
 from dpo_jax.envs.mpe_tasks import MPETask
-from dpo_jax.rollout import policy_episode
+from dpo_jax.training.rollout import policy_episode
 
 MIN_RADIUS = 0.04
 VIEW_LIMIT = 1.6
@@ -166,7 +167,8 @@ def save_episode(env: MPETask, states: Any, path: str | pathlib.Path, *,
 def _save_gif(env: MPETask, data: Frames, path: pathlib.Path, fps: int,
               title: str) -> Optional[pathlib.Path]:
     if importlib.util.find_spec("PIL") is None:  # PillowWriter needs pillow
-        print(f"pillow is not installed: no GIF, only the PNG strip ({path.with_suffix('.png')})")
+        warnings.warn(f"pillow is not installed: no GIF, only the PNG strip "
+                      f"({path.with_suffix('.png')})", RuntimeWarning, stacklevel=2)
         return None
     from matplotlib.animation import FuncAnimation, PillowWriter
     from matplotlib.backends.backend_agg import FigureCanvasAgg

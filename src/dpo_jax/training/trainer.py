@@ -23,6 +23,7 @@ the exact count, which ``experiments.run`` writes back as int64.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
@@ -30,9 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dpo_jax import agents as agents_lib
-from dpo_jax.advantages import gae
-from dpo_jax.agents import Agents, AgentState
+from dpo_jax.core import agents as agents_lib
+from dpo_jax.core.advantages import gae
+from dpo_jax.core.agents import Agents, AgentState
 from dpo_jax.baselines import (
     BaselineResult,
     IDDPGConfig,
@@ -43,12 +44,13 @@ from dpo_jax.baselines import (
     num_updates_iql,
 )
 from dpo_jax.baselines.config import from_train_config
-from dpo_jax.chunks import Trainer, chunked_trainer
+from dpo_jax.training import faults
+from dpo_jax.training.chunks import Trainer, chunked_trainer, emit_progress
 from dpo_jax.config import BASELINE_ALGORITHMS, TrainConfig
 from dpo_jax.envs.base import MultiAgentEnv, validate_env
-from dpo_jax.memory import check_memory
-from dpo_jax.networks import action_probs, distribution, kl_divergence
-from dpo_jax.objectives import (
+from dpo_jax.training.memory import check_memory
+from dpo_jax.core.networks import action_probs, distribution, kl_divergence
+from dpo_jax.core.objectives import (
     ObjectiveParams,
     PolicyLossAux,
     adapt_betas,
@@ -59,7 +61,7 @@ from dpo_jax.objectives import (
     validate_objective_params,
     value_loss,
 )
-from dpo_jax.rollout import (
+from dpo_jax.training.rollout import (
     EnvBatch,
     StepRecord,
     carry_episode_metrics,
@@ -70,8 +72,8 @@ from dpo_jax.rollout import (
     step_reward,
     updates_to_steps,
 )
-from dpo_jax.sharding import EnvConstraint, no_constraint
-from dpo_jax.value_norm import (
+from dpo_jax.parallel.sharding import EnvConstraint, no_constraint
+from dpo_jax.core.value_norm import (
     ValueNormState,
     denormalize,
     init_value_norm,
@@ -187,7 +189,8 @@ def make_batch(
         targets = normalize(norm, targets)
     weight = None if traj.active is None else traj.active.astype(jnp.float32)
     if cfg.normalize_advantages:
-        advantages = standardize(advantages, weight, axes)
+        scope = axes if cfg.advantage_norm_scope == "agent" else (0, 1, 2)
+        advantages = standardize(advantages, weight, scope)
     flat = lambda x: None if x is None else x.reshape((-1,) + x.shape[2:])  # noqa: E731
     batch = Batch(
         obs=flat(traj.obs), avail=flat(traj.avail), action=flat(traj.action),
@@ -199,8 +202,9 @@ def make_batch(
 
 
 def standardize(x: Array, weight: Optional[Array], axes: tuple[int, ...]) -> Array:
-    """``(x - mean) / (std + 1e-8)`` per agent over ``axes``; with ``weight`` (0/1)
-    the statistics are over the active samples only."""
+    """``(x - mean) / (std + 1e-8)`` with the statistics over ``axes`` (time and
+    envs: per agent; time, envs and agents: over all agents); with ``weight``
+    (0/1) over the active samples only."""
     if weight is None:
         return (x - x.mean(axes)) / (x.std(axes) + 1e-8)
     mean = masked_mean(x, weight, axes)
@@ -220,7 +224,8 @@ def agent_loss(
     pi_loss, aux = policy_loss(
         log_prob, batch.log_prob, batch.advantage, kl, dist.entropy(), beta_sqrt,
         beta_kl, obj, entropy_coef=cfg.entropy_coef, sqrt_kl_form=cfg.sqrt_kl_form,
-        kl_sqrt_eps=cfg.kl_sqrt_eps, weights=batch.weight,
+        kl_sqrt_eps=cfg.kl_sqrt_eps, kl_sqrt_eps_mode=cfg.kl_sqrt_eps_mode,
+        weights=batch.weight,
     )
     new_values = agents.critic.apply(params["critic"], batch.obs)
     v_loss = value_loss(new_values, batch.value, batch.target, cfg.value_clip,
@@ -267,6 +272,42 @@ def _grad_norm(agents: Agents, grads: Any) -> Array:
     return jax.vmap(optax.global_norm)(grads)
 
 
+def pool_samples(batch: Batch, key: Array) -> Batch:
+    """All agents' samples shuffled together and dealt back out, one column per
+    agent (``TrainConfig.sampling="pooled"``, the authors' code): leaves ``[B, N,
+    ...]`` are flattened to ``B * N`` samples, permuted, and reshaped to ``[B, N,
+    ...]``, so column i holds about ``B / N`` of agent i's samples and the rest from
+    the other agents."""
+    num_samples, num_agents = batch.obs.shape[:2]
+    perm = jax.random.permutation(key, num_samples * num_agents)
+
+    def deal(x: Optional[Array]) -> Optional[Array]:
+        if x is None:
+            return None
+        flat = x.reshape((num_samples * num_agents,) + x.shape[2:])
+        return flat[perm].reshape(x.shape)
+
+    return jax.tree.map(deal, batch)
+
+
+def epoch_minibatches(batch: Batch, key: Array, cfg: TrainConfig) -> Batch:
+    """One epoch's minibatches, leaves ``[num_minibatches, B / num_minibatches, N,
+    ...]``: the samples shuffled (time and env positions, each agent keeping its own
+    samples; or all agents' samples pooled, ``cfg.sampling``) and split."""
+    num_samples = batch.obs.shape[0]
+    mb_size = num_samples // cfg.num_minibatches
+    if cfg.sampling == "pooled":
+        pool_key, key = jax.random.split(key)
+        batch = pool_samples(batch, pool_key)
+    if cfg.num_minibatches == 1:
+        # one minibatch holds every sample: its mean loss does not depend on the
+        # order, so the shuffle's gather of the whole batch is skipped
+        return jax.tree.map(lambda x: x[None], batch)
+    perm = jax.random.permutation(key, num_samples)
+    return jax.tree.map(
+        lambda x: x[perm].reshape((cfg.num_minibatches, mb_size) + x.shape[1:]), batch)
+
+
 def update_epochs(
     agents: Agents, state: AgentState, batch: Batch, beta_sqrt: Array, beta_kl: Array,
     obj: ObjectiveParams, cfg: TrainConfig, key: Array,
@@ -274,34 +315,29 @@ def update_epochs(
 ) -> tuple[AgentState, dict[str, Array]]:
     """``num_epochs`` passes of ``num_minibatches`` shuffled minibatches (each
     minibatch's sample axis laid out by ``constrain``: the env-axis mode's data
-    parallelism)."""
-    num_samples = batch.obs.shape[0]
-    mb_size = num_samples // cfg.num_minibatches
+    parallelism). Returns the new state and the mean statistics, plus
+    ``last_kl`` / ``last_sqrt_kl`` ``[N]``: the KL terms of the last minibatch as
+    its loss saw them (``cfg.beta_statistics="last_minibatch"``)."""
 
     def minibatch_step(state: AgentState, mb: Batch) -> tuple[AgentState, dict]:
         loss, (aux, v_loss), grads = loss_and_grads(
             agents, state.params, mb, beta_sqrt, beta_kl, obj, cfg)
         stats = {"loss": loss, "policy_loss": -aux.surrogate, "value_loss": v_loss,
                  "entropy": aux.entropy, "clip_frac": aux.clip_frac,
-                 "grad_norm": _grad_norm(agents, grads)}
+                 "grad_norm": _grad_norm(agents, grads), "minibatch_kl": aux.kl,
+                 "minibatch_sqrt_kl": aux.sqrt_kl}
         return agents_lib.apply_gradients(agents, state, grads), stats
 
     def epoch(state: AgentState, epoch_key: Array) -> tuple[AgentState, dict]:
-        if cfg.num_minibatches == 1:
-            # one minibatch holds every sample: its mean loss does not depend on the
-            # order, so the shuffle's gather of the whole batch is skipped
-            shuffled = jax.tree.map(lambda x: x[None], batch)
-        else:
-            perm = jax.random.permutation(epoch_key, num_samples)
-            shuffled = jax.tree.map(
-                lambda x: x[perm].reshape((cfg.num_minibatches, mb_size) + x.shape[1:]),
-                batch)
-        return jax.lax.scan(minibatch_step, state, constrain(shuffled, 1))
+        minibatches = epoch_minibatches(batch, epoch_key, cfg)
+        return jax.lax.scan(minibatch_step, state, constrain(minibatches, 1))
 
     state, stats = jax.lax.scan(epoch, state, jax.random.split(key, cfg.num_epochs))
     finite = jnp.all(jnp.stack([jnp.isfinite(v).all() for v in stats.values()]))
+    last_kl = stats.pop("minibatch_kl")[-1, -1]
+    last_sqrt_kl = stats.pop("minibatch_sqrt_kl")[-1, -1]
     stats = jax.tree.map(lambda x: x.mean((0, 1)), stats)
-    stats["finite"] = finite
+    stats.update(finite=finite, last_kl=last_kl, last_sqrt_kl=last_sqrt_kl)
     return state, stats
 
 
@@ -313,33 +349,20 @@ def batch_kl(agents: Agents, params: Any, batch: Batch) -> tuple[Array, Array]:
     return masked_mean(kl, batch.weight, 0), masked_mean(jnp.sqrt(kl), batch.weight, 0)
 
 
-def check_finite(result: TrainResult) -> TrainResult:
-    """Raise ``FloatingPointError`` naming the earliest update (over all runs) whose
-    loss or gradient was not finite, and the runs that failed; return ``result``
-    unchanged otherwise.
+def check_finite(result: Any, labels: Optional[list[dict]] = None) -> Any:
+    """Raise ``faults.NonFiniteError`` (a ``FloatingPointError``) naming the earliest
+    update (over all runs) that hit a non-finite value, its cause (reward,
+    observation, loss or gradient, invalid ``ObjectiveParams``), the runs that failed
+    and the metrics that turned non-finite; return ``result`` unchanged otherwise.
 
     With ``nan_policy="raise"`` a run stops learning at that update (the agents
     keep their last finite parameters; ``metrics["finite"]`` is False from there
-    on); this host-side check turns it into an error. ``experiments.run`` calls it;
-    call it yourself after ``jax.jit(jax.vmap(train))`` (nothing can raise from
-    inside a compiled program). An invalid traced ``ObjectiveParams`` marks its run
-    not finite from update 0.
+    on); this host-side check turns it into an error. ``running.experiments.run``
+    calls it after every chunk; call it yourself after ``jax.jit(jax.vmap(train))``
+    (nothing can raise from inside a compiled program).
     """
-    finite = np.asarray(result.metrics["finite"])
-    if finite.all():
-        return result
-    flat = finite.reshape(-1, finite.shape[-1])
-    first_bad = np.where((~flat).any(axis=1), np.argmin(flat, axis=1), flat.shape[1])
-    runs = [int(r) for r in np.flatnonzero(first_bad < flat.shape[1])]
-    first = int(first_bad.min())
-    earliest = [r for r in runs if first_bad[r] == first]
-    cause = ("an invalid ObjectiveParams (see validate_objective_params) or a non-finite "
-             "loss or gradient" if first == 0 else "a non-finite loss or gradient")
-    raise FloatingPointError(
-        f"{cause} at update {first} (first in run(s) {earliest}; runs that failed: "
-        f"{runs}; TrainConfig.nan_policy='raise' stopped training there); lower the "
-        "learning rates, check the env's rewards/observations, or set nan_policy='ignore'"
-    )
+    faults.check_metrics(jax.tree.map(np.asarray, result.metrics), 0, labels)
+    return result
 
 
 def resolve_config(cfg: AnyConfig) -> AnyConfig:
@@ -399,6 +422,107 @@ def make_train(
     return make_trainer(cfg, env, progress=progress, env_constraint=env_constraint).train
 
 
+class PGContext(NamedTuple):
+    """What one policy-gradient run's functions share, fixed when it is built."""
+
+    cfg: TrainConfig
+    agents: Agents
+    num_steps: int
+    steps_per_update: int
+    default_obj: ObjectiveParams
+    progress: Optional[ProgressFn]
+    constrain: EnvConstraint
+
+
+def policy_metrics(ctx: PGContext, env: MultiAgentEnv, params: Any) -> dict[str, Array]:
+    """The env's exact metrics of the current policy (``env.policy_metrics``; the
+    stochastic game's J(pi) and J(pi)/J*); none for continuous actions."""
+    if not env.is_discrete:
+        return {}
+
+    def probs(obs: Array) -> Array:
+        avail = jnp.ones(obs.shape[:-1] + (env.mask_dim,), bool)
+        return action_probs(agents_lib.policy_params(ctx.agents, params, obs, avail))
+
+    return env.policy_metrics(probs)
+
+
+def pg_update(ctx: PGContext, state: TrainState, update_idx: Array, obj: ObjectiveParams,
+              env: MultiAgentEnv) -> tuple[TrainState, dict[str, Array]]:
+    """One update: rollout, GAE, the epochs of the objective, eq. 20's adaptation,
+    the fault check and the metrics (see the module docstring)."""
+    cfg, agents = ctx.cfg, ctx.agents
+    key, rollout_key, epoch_key = jax.random.split(state.key, 3)
+    params = state.agents.params
+    env_batch, traj = rollout(env, agents, params, state.env_batch, rollout_key,
+                              ctx.num_steps, cfg.active_masks, ctx.constrain)
+    batch, value_norm, explained = make_batch(agents, params, traj, cfg, state.value_norm)
+    new_agents, stats = update_epochs(agents, state.agents, batch, state.beta_sqrt,
+                                      state.beta_kl, obj, cfg, epoch_key, ctx.constrain)
+    kl, sqrt_kl = batch_kl(agents, new_agents.params, batch)
+    last_kl, last_sqrt_kl = stats.pop("last_kl"), stats.pop("last_sqrt_kl")
+    if cfg.beta_statistics == "last_minibatch":
+        beta_sqrt, beta_kl = adapt_betas(state.beta_sqrt, state.beta_kl, last_kl,
+                                         last_sqrt_kl, obj, cfg)
+    else:
+        beta_sqrt, beta_kl = adapt_betas(state.beta_sqrt, state.beta_kl, kl, sqrt_kl, obj, cfg)
+    episodes, last_episode = carry_episode_metrics(episode_stats(traj.step),
+                                                   state.last_episode)
+    fault = faults.fault_code(objective_params_ok(obj), traj.step.reward, traj.obs,
+                              stats.pop("finite"))
+    (new_agents, beta_sqrt, beta_kl, value_norm), finite = faults.guard(
+        fault, state.finite, (new_agents, beta_sqrt, beta_kl, value_norm),
+        (state.agents, state.beta_sqrt, state.beta_kl, state.value_norm), cfg.nan_policy)
+    metrics = {
+        **episodes,
+        **stats,
+        "update": update_idx,
+        "finite": finite,
+        "fault": fault,
+        "env_steps": updates_to_steps(update_idx + 1, ctx.steps_per_update),
+        "update_steps": jnp.asarray(ctx.steps_per_update, jnp.int32),
+        "step_reward": step_reward(traj.step),
+        "kl": kl,
+        "sqrt_kl": sqrt_kl,
+        "explained_variance": explained,
+        # the coefficients used during this update, before adaptation
+        "beta_sqrt": state.beta_sqrt,
+        "beta_kl": state.beta_kl,
+        **policy_metrics(ctx, env, new_agents.params),
+    }
+    emit_progress(ctx.progress, metrics)
+    return TrainState(new_agents, beta_sqrt, beta_kl, env_batch, value_norm, last_episode,
+                      finite, key), metrics
+
+
+def pg_prepare_obj(ctx: PGContext, obj: Optional[ObjectiveParams]) -> ObjectiveParams:
+    """``obj``, checked, or the config's own member."""
+    return ctx.default_obj if obj is None else validate_objective_params(obj)
+
+
+def pg_init(ctx: PGContext, key: Array, obj: Optional[ObjectiveParams],
+            env: MultiAgentEnv) -> TrainState:
+    """The state before update 0: agents, initial betas, reset envs."""
+    obj = pg_prepare_obj(ctx, obj)
+    init_key, env_key, run_key = jax.random.split(key, 3)
+    ones = jnp.ones((env.num_agents,), jnp.float32)
+    return TrainState(
+        agents=agents_lib.init_agents(ctx.agents, init_key),
+        beta_sqrt=ones * obj.init_beta_sqrt,
+        beta_kl=ones * obj.init_beta_kl,
+        env_batch=ctx.constrain(reset_envs(env, env_key, ctx.cfg.num_envs), 0),
+        value_norm=init_value_norm(env.num_agents),
+        last_episode=initial_episode_metrics(env),
+        finite=jnp.array(True),
+        key=run_key,
+    )
+
+
+def pg_result(state: TrainState, metrics: dict[str, Array]) -> TrainResult:
+    """The ``TrainResult`` of a final state and its metrics."""
+    return TrainResult(state.agents, state.beta_sqrt, state.beta_kl, metrics)
+
+
 def make_trainer(
     cfg: AnyConfig, env: MultiAgentEnv, chunk_updates: Optional[int] = None,
     progress: Optional[ProgressFn] = None, env_constraint: EnvConstraint = no_constraint,
@@ -421,89 +545,9 @@ def make_trainer(
     cfg.check_batch(num_steps)
     check_memory(cfg, env, num_steps)
     n_updates = num_updates(cfg, env)
-    agents = agents_lib.make_agents(cfg, env, n_updates)
-    steps_per_update = cfg.num_envs * num_steps
-    default_obj = objective_params(cfg, env.num_agents)
-
-    def policy_metrics(env: MultiAgentEnv, params: Any) -> dict[str, Array]:
-        if not env.is_discrete:
-            return {}
-
-        def probs(obs: Array) -> Array:
-            avail = jnp.ones(obs.shape[:-1] + (env.mask_dim,), bool)
-            return action_probs(agents_lib.policy_params(agents, params, obs, avail))
-
-        return env.policy_metrics(probs)
-
-    def update(state: TrainState, update_idx: Array, obj: ObjectiveParams,
-               env: MultiAgentEnv):
-        key, rollout_key, epoch_key = jax.random.split(state.key, 3)
-        params = state.agents.params
-        env_batch, traj = rollout(env, agents, params, state.env_batch, rollout_key,
-                                  num_steps, cfg.active_masks, env_constraint)
-        batch, value_norm, explained = make_batch(agents, params, traj, cfg,
-                                                  state.value_norm)
-        new_agents, stats = update_epochs(agents, state.agents, batch, state.beta_sqrt,
-                                          state.beta_kl, obj, cfg, epoch_key,
-                                          env_constraint)
-        kl, sqrt_kl = batch_kl(agents, new_agents.params, batch)
-        beta_sqrt, beta_kl = adapt_betas(state.beta_sqrt, state.beta_kl, kl, sqrt_kl,
-                                         obj, cfg)
-        episodes, last_episode = carry_episode_metrics(episode_stats(traj.step),
-                                                       state.last_episode)
-        # A callback that raises from inside the program can deadlock XLA's CPU
-        # runtime, so a non-finite update is dropped in-graph and reported.
-        finite = stats.pop("finite") & state.finite
-        if cfg.nan_policy == "raise":
-            new_agents, beta_sqrt, beta_kl, value_norm = jax.tree.map(
-                lambda new, old: jnp.where(finite, new, old),
-                (new_agents, beta_sqrt, beta_kl, value_norm),
-                (state.agents, state.beta_sqrt, state.beta_kl, state.value_norm))
-        metrics = {
-            **episodes,
-            **stats,
-            "update": update_idx,
-            "finite": finite,
-            "env_steps": updates_to_steps(update_idx + 1, steps_per_update),
-            "update_steps": jnp.asarray(steps_per_update, jnp.int32),
-            "step_reward": step_reward(traj.step),
-            "kl": kl,
-            "sqrt_kl": sqrt_kl,
-            "explained_variance": explained,
-            # the coefficients used during this update, before adaptation
-            "beta_sqrt": state.beta_sqrt,
-            "beta_kl": state.beta_kl,
-            **policy_metrics(env, new_agents.params),
-        }
-        if progress is not None:
-            jax.debug.callback(progress, metrics)
-        new_state = TrainState(new_agents, beta_sqrt, beta_kl, env_batch, value_norm,
-                               last_episode, finite, key)
-        return new_state, metrics
-
-    def prepare_obj(obj: Optional[ObjectiveParams]) -> ObjectiveParams:
-        return default_obj if obj is None else validate_objective_params(obj)
-
-    def init(key: Array, obj: Optional[ObjectiveParams] = None,
-             env: MultiAgentEnv = env) -> TrainState:
-        obj = prepare_obj(obj)
-        init_key, env_key, run_key = jax.random.split(key, 3)
-        agent_state = agents_lib.init_agents(agents, init_key)
-        ones = jnp.ones((env.num_agents,), jnp.float32)
-        state = TrainState(
-            agents=agent_state,
-            beta_sqrt=ones * obj.init_beta_sqrt,
-            beta_kl=ones * obj.init_beta_kl,
-            env_batch=env_constraint(reset_envs(env, env_key, cfg.num_envs), 0),
-            value_norm=init_value_norm(env.num_agents),
-            last_episode=initial_episode_metrics(env),
-            finite=objective_params_ok(obj),
-            key=run_key,
-        )
-        return state
-
-    def result(state: TrainState, metrics: dict[str, Array]) -> TrainResult:
-        return TrainResult(state.agents, state.beta_sqrt, state.beta_kl, metrics)
-
-    return chunked_trainer(init, update, n_updates, chunk_updates, result, env, prepare_obj)
-
+    ctx = PGContext(cfg, agents_lib.make_agents(cfg, env, n_updates), num_steps,
+                    cfg.num_envs * num_steps, objective_params(cfg, env.num_agents),
+                    progress, env_constraint)
+    return chunked_trainer(functools.partial(pg_init, ctx), functools.partial(pg_update, ctx),
+                           n_updates, chunk_updates, pg_result, env,
+                           functools.partial(pg_prepare_obj, ctx))

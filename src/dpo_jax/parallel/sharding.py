@@ -30,12 +30,12 @@ are the same bits whatever the sharding: results equal the one-device run with t
 same total batch up to float summation order. ``num_envs`` and the minibatch size
 must divide by the device count (a ``ValueError`` says which does not).
 
-**Many hosts.** After ``jax.distributed.initialize`` (``dpo_jax.distributed``:
+**Many hosts.** After ``jax.distributed.initialize`` (``dpo_jax.parallel.distributed``:
 set ``DPO_JAX_COORDINATOR`` and friends before ``import dpo_jax``), ``jax.devices()`` lists every process's devices
 and both modes span them all: every process runs the same program with the same
 arguments, inputs are placed with ``jax.make_array_from_callback`` (``device_put``
 cannot address other hosts' devices), and :func:`gather` brings the sharded
-results back to every process (``process_allgather``); ``experiments.save_metrics``
+results back to every process (``process_allgather``); ``results.save_metrics``
 and ``plot_curves`` then write on process 0 only.
 """
 
@@ -137,6 +137,21 @@ def gather(tree: Any) -> Any:
 def is_main_process() -> bool:
     """Whether this process writes results (process 0 of a multi-host run)."""
     return jax.process_index() == 0
+
+
+def balanced_devices(num_runs: int, devices: list[jax.Device]) -> list[jax.Device]:
+    """The fewest of ``devices`` that finish ``num_runs`` runs as soon as all of them
+    would: ``ceil(R / ceil(R / D))``. Runs per device stay ``ceil(R / D)`` and the
+    padding (copies of the last run, which cost device time but not wall time) is
+    the least possible: 5 runs on 4 devices use 3 (2 + 2 + 2, one padded run
+    instead of 3); 1 run uses 1 device. In a multi-process run every device is
+    kept (each process must hold a share)."""
+    if jax.process_count() > 1 or num_runs >= len(devices):
+        if jax.process_count() > 1:
+            return devices
+        per_device = -(-num_runs // len(devices))
+        return devices[:-(-num_runs // per_device)]
+    return devices[:num_runs]
 
 
 def padded_size(num_runs: int, num_devices: int) -> int:

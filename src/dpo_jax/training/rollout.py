@@ -77,12 +77,13 @@ def step_envs(
     )
     fresh: EnvStep = jax.vmap(env.reset)(jax.random.split(reset_key, num_envs))
     done = out.terminated | out.truncated
+    reset = done if env.resets_on_done else jnp.zeros_like(done)
     episode_return = batch.episode_return + out.reward
     episode_length = batch.episode_length + 1
     new_batch = EnvBatch(
-        env_state=_where_done(done, fresh.state, out.state),
-        obs=_where_done(done, fresh.obs, out.obs),
-        avail=_where_done(done, fresh.avail_actions, out.avail_actions),
+        env_state=_where_done(reset, fresh.state, out.state),
+        obs=_where_done(reset, fresh.obs, out.obs),
+        avail=_where_done(reset, fresh.avail_actions, out.avail_actions),
         episode_return=_where_done(done, jnp.zeros_like(episode_return), episode_return),
         episode_length=jnp.where(done, 0, episode_length),
     )
@@ -234,6 +235,7 @@ class StepCount(NamedTuple):
 
 
 def zero_steps() -> StepCount:
+    """A step count of zero (the start of a run)."""
     return StepCount(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
 

@@ -1,0 +1,429 @@
+"""Many runs (seeds x algorithms x ``d_target``) as one compiled program, on every
+device, in one piece or in checkpointed chunks.
+
+:func:`run` is the engine under ``dpo_jax.train`` (``running.jobs``), the command
+line and the examples: it places the runs on the devices (``parallel.sharding``),
+compiles the program once, runs it, and, in chunks, checks every chunk for
+non-finite values, saves a checkpoint (``running.checkpoint``) and feeds the
+loggers (``running.loggers``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+import warnings
+from typing import Any, Mapping, NamedTuple, Optional, Sequence, TextIO
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dpo_jax.baselines import BaselineResult
+from dpo_jax.config import TrainConfig, is_int
+from dpo_jax.core.objectives import ObjectiveParams, stack_params, validate_objective_params
+from dpo_jax.envs.base import MultiAgentEnv, validate_env
+from dpo_jax.parallel import sharding
+from dpo_jax.running import checkpoint
+from dpo_jax.running.loggers import Logger
+from dpo_jax.running.progress import DISCARD, ProgressPrinter
+from dpo_jax.running.results import exact_env_steps
+from dpo_jax.training import faults
+from dpo_jax.training.chunks import valid_rows
+from dpo_jax.training.memory import check_memory
+from dpo_jax.training.trainer import (
+    AnyConfig,
+    TrainResult,
+    make_train,
+    make_trainer,
+    num_updates,
+    resolve_config,
+    rollout_length,
+)
+
+
+class RunOutput(NamedTuple):
+    """Results of :func:`run`; ``result`` and ``metrics`` have a leading run axis.
+    ``env_steps_per_s``: the env steps this call trained (not those restored from a
+    checkpoint) over its training time, all runs together."""
+
+    result: TrainResult | BaselineResult
+    metrics: dict[str, np.ndarray]
+    compile_s: float
+    run_s: float
+    env_steps_per_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpointing:
+    """Where and how often a chunked run saves (``folder=None``: chunks, no saves)."""
+
+    folder: Optional[pathlib.Path]
+    every: int
+    resume: bool = False
+    stop_after: Optional[int] = None
+    keep: int = 2
+
+
+class Placement(NamedTuple):
+    """The program's arguments placed on the devices: ``args`` is ``(keys, obj)``
+    or ``(keys, obj, env)`` (a pytree env travels as an argument), ``in_axes`` the
+    ``vmap`` axes, ``padded`` the run count after padding to the devices."""
+
+    args: tuple
+    in_axes: tuple
+    padded: int
+    constrain: Any
+    devices: list
+
+
+def env_is_pytree(env: MultiAgentEnv) -> bool:
+    """Whether ``env`` is a JAX pytree of arrays (and can be a ``jit`` argument)."""
+    leaves = jax.tree.leaves(env)
+    return bool(leaves) and all(isinstance(x, (jax.Array, np.ndarray)) for x in leaves)
+
+
+def check_inputs(cfg: AnyConfig, env: MultiAgentEnv, keys: Any,
+                 obj: Optional[ObjectiveParams]) -> tuple[AnyConfig, jax.Array, int]:
+    """Validate ``run``'s inputs; returns the resolved config, the keys and the run
+    count. Every error names the argument."""
+    cfg = resolve_config(cfg)
+    validate_env(env, where="experiments.run")
+    if obj is not None and not isinstance(cfg, TrainConfig):
+        raise ValueError(f"obj (ObjectiveParams) applies to the policy-gradient family "
+                         f"only; algo={cfg.algo!r} takes none: pass obj=None")
+    keys = jnp.asarray(keys)
+    key_ndim = 1 if jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) else 2  # raw uint32 keys
+    if keys.ndim != key_ndim or keys.shape[0] < 1:
+        raise ValueError(f"keys must be a 1-D array of at least one PRNG key (stack_keys), "
+                         f"got shape {keys.shape}")
+    num_runs = int(keys.shape[0])
+    if obj is not None:
+        if not isinstance(obj, ObjectiveParams):
+            validate_objective_params(obj)  # names the type
+        sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None for x in jax.tree.leaves(obj)}
+        if sizes != {num_runs}:
+            raise ValueError(f"obj must have a leading axis of {num_runs} entries, one per "
+                             f"key (stack_params), got leading sizes {sorted(map(str, sizes))}")
+        validate_objective_params(obj, num_agents=env.num_agents, runs=num_runs)
+    if isinstance(cfg, TrainConfig):
+        check_memory(cfg, env, rollout_length(cfg, env), num_runs)
+    return cfg, keys, num_runs
+
+
+def place(cfg: AnyConfig, env: MultiAgentEnv, keys: jax.Array,
+          obj: Optional[ObjectiveParams], num_runs: int,
+          devices: Optional[Sequence[jax.Device]], shard: str) -> Placement:
+    """Spread the runs (``shard="runs"``) or each run's envs (``"envs"``) over the
+    devices; see ``parallel.sharding``. The run axis uses no more devices than
+    balance the runs (``sharding.balanced_devices``)."""
+    devices = sharding.resolve_devices(devices)
+    if shard not in sharding.SHARD_MODES:
+        raise ValueError(f"shard={shard!r}: expected one of {sharding.SHARD_MODES}")
+    env_as_arg = env_is_pytree(env)  # large tables travel as an argument: make_train
+    args = (keys, obj, env) if env_as_arg else (keys, obj)
+    obj_axis = None if obj is None else 0
+    in_axes = (0, obj_axis, None) if env_as_arg else (0, obj_axis)
+    if shard == "envs":
+        if not isinstance(cfg, TrainConfig):
+            raise ValueError(f'shard="envs" supports the policy-gradient family only, '
+                             f'not algo={cfg.algo!r}: use shard="runs"')
+        if len(devices) > 1:
+            steps = rollout_length(cfg, env)
+            sharding.check_env_axis(cfg.num_envs,
+                                    cfg.num_envs * steps // cfg.num_minibatches, len(devices))
+            return Placement(sharding.replicate(args, devices), in_axes, num_runs,
+                             sharding.env_constraint(devices), devices)
+    devices = sharding.balanced_devices(num_runs, devices)
+    run_args = (True, True, False) if env_as_arg else (True, True)
+    placed, padded = sharding.place_runs(args, run_args, num_runs, devices)
+    return Placement(placed, in_axes, padded, sharding.no_constraint, devices)
+
+
+def run(
+    cfg: AnyConfig,
+    env: MultiAgentEnv,
+    keys: jax.Array,
+    obj: Optional[ObjectiveParams] = None,
+    progress: bool | int = True,
+    stream: Optional[TextIO] = None,
+    devices: Optional[Sequence[jax.Device]] = None,
+    shard: str = "runs",
+    checkpoint_dir: Optional[str | pathlib.Path] = None,
+    checkpoint_every: Optional[int] = None,
+    resume: bool = False,
+    stop_after: Optional[int] = None,
+    chunk_updates: Optional[int] = None,
+    loggers: Sequence[Logger] = (),
+    keep_checkpoints: int = 2,
+    labels: Optional[Sequence[Mapping[str, Any]]] = None,
+) -> RunOutput:
+    """Train ``len(keys)`` runs as one compiled ``vmap`` (seeds, and sweeps via ``obj``
+    with a matching leading axis). ``progress``: False, True (every update) or a
+    print interval in updates; ``stream``: where it goes (default ``sys.stdout``).
+    Compile and run times are measured separately.
+
+    Chunks and checkpoints: with ``checkpoint_dir`` the updates run in chunks of
+    ``checkpoint_every`` (default: all of them), all by ONE compiled program (a
+    shorter last chunk too), and after each chunk the state of every run and the
+    chunk's metrics are saved there (``running.checkpoint``: digests, fallback to
+    the newest sound checkpoint, ``keep_checkpoints`` state folders kept).
+    ``resume=True`` continues from the newest sound checkpoint (the folder records
+    the run's settings; another config, env, keys or ``obj`` is refused); a folder
+    that already holds checkpoints needs ``resume=True``. ``stop_after`` ends the
+    run at the first checkpoint at or after that many updates; the metrics then
+    cover only the updates done. On CPU a stopped and resumed run gives exactly the
+    metrics of the uninterrupted one. ``chunk_updates`` runs the same chunks
+    without saving (``checkpoint_every`` is its other name), e.g. to feed
+    ``loggers`` as training goes.
+
+    Non-finite values (``nan_policy="raise"``): after every chunk (or at the end of
+    a run in one piece) ``faults.NonFiniteError`` names the update, the runs
+    (``labels``), the cause and the metrics; a chunked run stops there and keeps its
+    last sound checkpoint.
+
+    ``loggers`` (``running.loggers``) get each chunk's metrics from the host after
+    it has run (a run in one piece: once, at the end) with the exact int64
+    ``env_steps``; on resume ``start(first_update, history)`` hands them the
+    checkpoint's metrics of every earlier update. Only process 0 logs.
+
+    ``devices`` (default: every device, of every process after
+    ``jax.distributed.initialize``; on a CPU ``dpo_jax.runtime`` makes one per core)
+    share the work (``parallel.sharding``):
+
+    - ``shard="runs"``: the run axis is split over as many devices as balance it
+      (5 runs on 4 devices: 3 devices of 2 runs, one copy of the last run as
+      padding, dropped from the results); the same keys give the same metrics on
+      any number of devices up to float rounding.
+    - ``shard="envs"``: each run's envs are split over them (data-parallel PPO,
+      parameters replicated, gradients all-reduced). Policy-gradient family only;
+      ``num_envs`` and the minibatch size must divide by the device count.
+
+    ``cfg`` selects the trainer as ``make_train`` does: the policy-gradient family,
+    or IQL / IDDPG (``IQLConfig``, ``IDDPGConfig`` or ``TrainConfig(algo="iql" |
+    "iddpg")``), which take no ``obj``."""
+    cfg, keys, num_runs = check_inputs(cfg, env, keys, obj)
+    placement = place(cfg, env, keys, obj, num_runs, devices, shard)
+    if (checkpoint_every is not None and chunk_updates is not None
+            and checkpoint_every != chunk_updates):
+        raise ValueError(f"checkpoint_every={checkpoint_every!r} and chunk_updates="
+                         f"{chunk_updates!r} name the same chunk size: pass one")
+    every = checkpoint_every if chunk_updates is None else chunk_updates
+    if checkpoint_dir is None and (resume or stop_after is not None):
+        raise ValueError("resume and stop_after need checkpoint_dir")
+    loggers = list(loggers) if sharding.is_main_process() else []
+    labels = list(labels) if labels is not None else None
+    printer = None
+    if progress:
+        interval = 1 if progress is True else int(progress)
+        # every process runs the same program (callback included); process 0 prints
+        printer = ProgressPrinter(placement.padded, num_updates(cfg, env), interval,
+                                  stream if sharding.is_main_process() else DISCARD)
+    try:
+        if checkpoint_dir is not None or every is not None:
+            plan = _checkpointing(cfg, env, every, checkpoint_dir, resume, stop_after,
+                                  keep_checkpoints)
+            return _ChunkedRun(cfg, env, placement, num_runs, printer, plan, loggers,
+                               labels, _describe(keys, obj)).run()
+        out = _run_whole(cfg, env, placement, num_runs, printer, labels)
+        for logger in loggers:
+            logger.start(0)
+            logger.write(0, _logged(out.metrics, num_runs))
+        return out
+    finally:
+        if printer is not None:
+            printer.close()
+        for logger in loggers:
+            logger.close()
+
+
+def _checkpointing(cfg: AnyConfig, env: MultiAgentEnv, every: Optional[int],
+                   folder: Optional[str | pathlib.Path], resume: bool,
+                   stop_after: Optional[int], keep: int) -> Checkpointing:
+    n_updates = num_updates(cfg, env)
+    every = n_updates if every is None else every
+    if not is_int(every) or every < 1:
+        raise ValueError(f"checkpoint_every={every!r}: expected an int >= 1")
+    if stop_after is not None and (not is_int(stop_after) or stop_after < 1):
+        raise ValueError(f"stop_after={stop_after!r}: expected an int >= 1 (updates)")
+    if not is_int(keep) or keep < 1:
+        raise ValueError(f"keep_checkpoints={keep!r}: expected an int >= 1")
+    folder = None if folder is None else pathlib.Path(folder)
+    if folder is not None and checkpoint.has_any(folder) and not resume:
+        raise ValueError(f"checkpoint folder {str(folder)!r} already holds a run: pass "
+                         f"resume=True (--resume) to continue it, or use a new folder")
+    return Checkpointing(folder, min(int(every), n_updates), resume, stop_after, keep)
+
+
+def _describe(keys: jax.Array, obj: Optional[ObjectiveParams]) -> dict[str, Any]:
+    """The keys and ``obj`` as ``run.json`` records them (from the host inputs)."""
+    raw = jax.random.key_data(keys) if jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) else keys
+    return {"keys": np.asarray(raw).tolist(),
+            "obj": None if obj is None else jax.tree.map(lambda x: np.asarray(x).tolist(),
+                                                         obj._asdict())}
+
+
+def _logged(metrics: Mapping[str, np.ndarray], num_runs: int) -> dict[str, np.ndarray]:
+    """What loggers receive: the real runs, with the exact int64 ``env_steps``."""
+    rows = {k: np.asarray(v)[:num_runs] for k, v in metrics.items()}
+    rows["env_steps"] = exact_env_steps(rows)
+    return rows
+
+
+def _run_whole(cfg: AnyConfig, env: MultiAgentEnv, placement: Placement, num_runs: int,
+               printer: Any, labels: Optional[list]) -> RunOutput:
+    """``run`` in one compiled call (no chunks)."""
+    train = make_train(cfg, env, progress=printer, env_constraint=placement.constrain)
+    if len(placement.in_axes) == 3:
+        vmapped = jax.vmap(train, in_axes=placement.in_axes)
+    else:
+        vmapped = jax.vmap(lambda k, o: train(k, o), in_axes=placement.in_axes)
+    t0 = time.perf_counter()
+    compiled = jax.jit(vmapped).lower(*placement.args).compile()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result = jax.block_until_ready(compiled(*placement.args))
+    run_s = time.perf_counter() - t0
+    result = sharding.drop_padding(sharding.gather(result), num_runs)
+    metrics = jax.tree.map(np.asarray, result.metrics)
+    if cfg.nan_policy == "raise":
+        faults.check_metrics(metrics, 0, labels)
+    return _output(result, metrics, compile_s, run_s, 0)
+
+
+def _output(result: Any, metrics: dict[str, np.ndarray], compile_s: float, run_s: float,
+            start: int) -> RunOutput:
+    """``run``'s output: exact step counts, and the rate of the updates from ``start``
+    (those this call trained)."""
+    metrics["env_steps"] = exact_env_steps(metrics)
+    # IQL counts only the steps of its episodes, not their padding
+    trained = float(np.sum(np.asarray(metrics["update_steps"], np.int64)[:, start:]))
+    return RunOutput(result=result, metrics=metrics, compile_s=compile_s, run_s=run_s,
+                     env_steps_per_s=trained / run_s if run_s > 0 else float("nan"))
+
+
+class _ChunkedRun:
+    """``run`` in chunks of ``plan.every`` updates by one compiled program, with
+    checkpoints in ``plan.folder`` unless it is ``None``."""
+
+    def __init__(self, cfg: AnyConfig, env: MultiAgentEnv, placement: Placement,
+                 num_runs: int, printer: Any, plan: Checkpointing,
+                 loggers: Sequence[Logger], labels: Optional[list],
+                 described: Mapping[str, Any]) -> None:
+        self.cfg, self.env, self.placement, self.num_runs = cfg, env, placement, num_runs
+        self.printer, self.plan, self.loggers, self.labels = printer, plan, loggers, labels
+        self.n_updates = num_updates(cfg, env)
+        if plan.folder is not None:
+            checkpoint.check_run(plan.folder, {
+                "config": cfg.__dict__, "env": repr(env), "runs": num_runs,
+                "padded_runs": placement.padded, "checkpoint_every": plan.every,
+                **described})
+        self.trainer = make_trainer(cfg, env, plan.every, progress=printer,
+                                    env_constraint=placement.constrain)
+
+    def _compile(self) -> tuple[Any, Any, float]:
+        """The initial state and the chunk program (compiled once), and the compile
+        time of both."""
+        args, in_axes = self.placement.args, self.placement.in_axes
+        t0 = time.perf_counter()
+        state = jax.jit(jax.vmap(self.trainer.init, in_axes=in_axes)
+                        ).lower(*args).compile()(*args)
+        program = jax.jit(jax.vmap(self.trainer.run, in_axes=(0, None) + in_axes[1:])
+                          ).lower(state, jnp.int32(0), *args[1:]).compile()
+        return state, program, time.perf_counter() - t0
+
+    def _resume(self, state: Any, like: Mapping[str, Any]
+                ) -> tuple[Any, int, list[dict[str, np.ndarray]]]:
+        """The state, first update and metrics to continue from."""
+        if self.plan.folder is None or not self.plan.resume:
+            return state, 0, []
+        restored = checkpoint.restore_latest(self.plan.folder, state, like)
+        if restored is None:
+            return state, 0, []
+        for line in restored.skipped:
+            warnings.warn(f"skipped a checkpoint: {line}", checkpoint.CheckpointWarning,
+                          stacklevel=4)
+        if restored.skipped:
+            warnings.warn(f"resuming from the newest sound checkpoint, after "
+                          f"{restored.updates_done} updates", checkpoint.CheckpointWarning,
+                          stacklevel=4)
+        return restored.state, restored.updates_done, [restored.metrics]
+
+    def run(self) -> RunOutput:
+        state, program, compile_s = self._compile()
+        like = checkpoint.metrics_like(program.out_info[1])
+        state, start, parts = self._resume(state, like)
+        resumed_at = start
+        history = _logged(parts[0], self.num_runs) if parts else None
+        for logger in self.loggers:
+            logger.start(start, history)
+        end = self.n_updates if self.plan.stop_after is None else min(
+            self.n_updates, self.plan.stop_after)
+        state_sharding = program.input_shardings[0][0]
+        run_s = 0.0
+        while start < end:
+            state = jax.device_put(state, state_sharding)
+            t0 = time.perf_counter()
+            state, metrics = jax.block_until_ready(
+                program(state, jnp.int32(start), *self.placement.args[1:]))
+            run_s += time.perf_counter() - t0
+            count = valid_rows(start, self.plan.every, self.n_updates)
+            chunk = {k: np.asarray(v)[:, :count]
+                     for k, v in sharding.gather(metrics).items()}
+            self._check(chunk, start)
+            checkpoint.fault_point("after_chunk", start + count)
+            if self.plan.folder is not None:
+                checkpoint.save(self.plan.folder, start, start + count, state, chunk,
+                                self.plan.keep)
+            parts.append(chunk)
+            if self.loggers:
+                steps = exact_env_steps({"update_steps": np.concatenate(
+                    [p["update_steps"] for p in parts], axis=1)})
+                rows = _logged(chunk, self.num_runs)
+                rows["env_steps"] = steps[:self.num_runs, start:start + count]
+                for logger in self.loggers:
+                    logger.write(start, rows)
+            checkpoint.fault_point("after_logs", start + count)
+            start += count
+        metrics = {k: np.concatenate([p[k] for p in parts], axis=1) for k in like}
+        result = sharding.drop_padding(
+            sharding.gather(self.trainer.result(state, metrics)), self.num_runs)
+        return _output(result, jax.tree.map(np.asarray, result.metrics), compile_s,
+                       run_s, resumed_at)
+
+    def _check(self, chunk: Mapping[str, np.ndarray], start: int) -> None:
+        """Raise ``NonFiniteError`` at the first faulty chunk (before it is saved)."""
+        if self.cfg.nan_policy == "raise":
+            faults.check_metrics({k: v[:self.num_runs] for k, v in chunk.items()}, start,
+                                 self.labels)
+
+
+def run_sweep(
+    cfg: TrainConfig,
+    env: MultiAgentEnv,
+    params: Mapping[str, ObjectiveParams],
+    seeds: int,
+    seed: int = 0,
+    progress: bool | int = True,
+    devices: Optional[Sequence[jax.Device]] = None,
+    shard: str = "runs",
+) -> tuple[RunOutput, dict[str, dict[str, np.ndarray]]]:
+    """Every ``params`` entry (an algorithm, a ``d_target``, ...) x ``seeds`` seeds as
+    ONE compiled ``run`` (``devices`` and ``shard`` as there); each entry reuses the
+    same ``seeds`` keys. Returns the run and its metrics split by entry name, each
+    with leading axis ``seeds``."""
+    names = list(params)
+    obj = stack_params([params[name] for name in names for _ in range(seeds)])
+    keys = jnp.concatenate([stack_keys(seed, seeds)] * len(names))
+    out = run(cfg, env, keys, obj=obj, progress=progress, devices=devices, shard=shard)
+    by_name = {
+        name: jax.tree.map(lambda x: x[i * seeds:(i + 1) * seeds], out.metrics)
+        for i, name in enumerate(names)
+    }
+    return out, by_name
+
+
+def stack_keys(seed: int, num: int) -> jax.Array:
+    """``num`` independent run keys from one integer seed."""
+    return jax.random.split(jax.random.key(seed), num)

@@ -1,0 +1,354 @@
+"""A training job from Python or the command line: ``dpo_jax.train``.
+
+A job is an env, a config, the algorithms and ``d_target`` values to compare and a
+number of seeds (``running.runspec.RunSpec``). All policy-gradient entries x seeds
+train as ONE compiled program (the algorithm is data); IQL / IDDPG follow as their
+own programs. :func:`train` returns :class:`Results`, which gives the metrics as
+arrays, a pandas DataFrame, a summary table and a learning-curve Figure.
+
+With ``out=`` the job also lives in a folder, as ``dpo-jax train`` makes it:
+``spec.json`` (the job), ``checkpoints/`` (``checkpoints_<algo>/`` for a baseline),
+``metrics.jsonl`` / ``metrics.csv`` (``metrics_<algo>.*``), ``summary.json`` and
+``learning_curve.png``; the folder is locked while the job runs, can be resumed
+(``resume=True``) and read back with :func:`load`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pathlib
+import platform
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import jax
+import numpy as np
+
+from dpo_jax.config import TrainConfig
+from dpo_jax.envs import make_env
+from dpo_jax.envs.base import MultiAgentEnv
+from dpo_jax.running import experiments, loggers, runspec
+from dpo_jax.running.lock import folder_lock
+from dpo_jax.running.plots import plot_curves
+from dpo_jax.running.results import metrics_frame, save_json, summarize_final
+from dpo_jax.running.runspec import Program, RunSpec
+from dpo_jax.training import faults
+from dpo_jax.training.rollout import random_policy_return
+from dpo_jax.training.trainer import make_train, num_updates
+
+Report = Callable[[str], None]
+LABEL_NAMES = {"dpo": "DPO", "ippo": "IPPO", "ippo_kl": "IPPO-KL", "dpo_no_sqrt": "DPO w/o sqrt",
+               "dpo_no_kl": "DPO w/o kl", "iql": "IQL", "iddpg": "IDDPG"}
+
+
+def provenance(command: Optional[str] = None) -> dict[str, str]:
+    """What a result file records of its making: the command and the machine."""
+    return {"command": command or "python: dpo_jax.train(...)",
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+                       f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+            "jax": jax.__version__}
+
+
+@dataclasses.dataclass
+class Results:
+    """What :func:`train` returns (or :func:`load` reads back).
+
+    Attributes:
+      spec: the job.
+      env: the environment.
+      outputs: program name (``"pg"``, ``"iql"``, ``"iddpg"``) -> its
+        ``experiments.RunOutput`` (``None`` for a job read back from a folder).
+      metrics: program name -> metrics ``[runs, updates, ...]``.
+      labels: program name -> one dict per run (``algo``, ``d_target``, ``seed``).
+      random_return: the uniformly random policy's mean episode return.
+      out: the job's folder, if any.
+    """
+
+    spec: RunSpec
+    env: MultiAgentEnv
+    outputs: dict[str, Any]
+    metrics: dict[str, dict[str, np.ndarray]]
+    labels: dict[str, list[dict[str, Any]]]
+    random_return: float
+    out: Optional[pathlib.Path] = None
+
+    def entries(self) -> dict[str, tuple[str, list[int]]]:
+        """Entry name (``dpo``, ``dpo d=0.1``, ``iql``) -> (program, its run indices)."""
+        found: dict[str, tuple[str, list[int]]] = {}
+        for name, labels in self.labels.items():
+            for entry, rows in runspec.entry_runs(self.spec, labels).items():
+                found[entry] = (name, rows)
+        return found
+
+    def curves(self, metric: str = "episode_return") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Entry -> ``(env_steps [U], values [runs, U])`` of one metric (per-agent
+        metrics averaged over agents)."""
+        from dpo_jax.running.results import agent_mean
+
+        out = {}
+        for entry, (program, rows) in self.entries().items():
+            values = self.metrics[program].get(metric)
+            if values is None:
+                continue
+            steps = np.asarray(self.metrics[program]["env_steps"])[rows[0]]
+            out[entry] = (steps, agent_mean(np.asarray(values)[rows]))
+        if not out:
+            raise ValueError(f"no program logged {metric!r}; metrics are "
+                             f"{sorted(set().union(*self.metrics.values()))}")
+        return out
+
+    def dataframe(self) -> Any:
+        """Every run and update as a long pandas DataFrame: ``program``, the run's
+        labels, ``update``, ``env_steps`` and every metric (agent means)."""
+        import pandas as pd
+
+        frames = []
+        for name, metrics in self.metrics.items():
+            frame = metrics_frame(metrics, self.labels[name])
+            frame.insert(0, "program", name)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+    def summary(self, metric: str = "episode_return", last_fraction: float = 0.1) -> Any:
+        """One row per entry: the mean over runs of each run's mean over the last
+        ``last_fraction`` of updates, its 95% CI half-width, the runs, and the
+        random policy's return."""
+        import pandas as pd
+
+        rows = []
+        for entry, (steps, values) in self.curves(metric).items():
+            mean, ci = summarize_final(values, last_fraction)
+            rows.append({"entry": entry, f"final_{metric}": mean, "ci95": ci,
+                         "runs": values.shape[0], "env_steps": int(steps[-1])})
+        frame = pd.DataFrame(rows).set_index("entry")
+        frame.attrs["random_return"] = self.random_return
+        return frame
+
+    def plot(self, metric: str = "episode_return", path: Optional[str | pathlib.Path] = None,
+             title: Optional[str] = None) -> Any:
+        """Learning curves of every entry (95% CI bands) with the random policy's
+        return as a dashed line; a matplotlib Figure (saved too with ``path``)."""
+        curves = {LABEL_NAMES.get(k, k): v for k, v in self.curves(metric).items()}
+        hlines = {"random policy": self.random_return} if metric == "episode_return" else None
+        return plot_curves(curves, title=title or self.spec.env, ylabel=metric.replace("_", " "),
+                           hlines=hlines, path=path)
+
+    def _repr_html_(self) -> str:  # a notebook shows the summary table
+        return self.summary()._repr_html_()
+
+
+def _report_default(progress: bool | int) -> Report:
+    if not progress:
+        return lambda text: None
+    return lambda text: print(text, flush=True)
+
+
+def train(
+    config: TrainConfig,
+    env: str | MultiAgentEnv,
+    *,
+    algos: Sequence[str] = (),
+    d_targets: Sequence[float] = (),
+    seeds: int = 3,
+    seed: int = 0,
+    env_kwargs: Optional[Mapping[str, Any]] = None,
+    progress: bool | int = True,
+    out: Optional[str | pathlib.Path] = None,
+    checkpoint_every: Optional[int] = None,
+    resume: bool = False,
+    stop_after: Optional[int] = None,
+    log: Sequence[str] = (),
+    devices: Optional[Sequence[jax.Device]] = None,
+    shard: str = "runs",
+    report: Optional[Report] = None,
+    command: Optional[str] = None,
+) -> Results:
+    """Train a job: every policy-gradient entry of ``algos`` x ``d_targets`` x
+    ``seeds`` as one compiled program, then IQL / IDDPG each as its own.
+
+    Args:
+      config: the settings (``dpo_jax.preset(...)`` or a ``TrainConfig``); its
+        ``algo`` and ``d_target`` are the defaults of ``algos`` and ``d_targets``.
+      env: a registered name (built with ``env_kwargs``) or an env.
+      algos, d_targets: the entries to compare (IPPO gets one entry: no d_target).
+      seeds, seed: runs per entry, from ``jax.random.split(key(seed), seeds)``
+        (the same keys for every entry).
+      progress: False, True (every update) or an interval in updates; a bar on a
+        terminal or in a notebook, lines in a log.
+      out: a job folder (see the module docstring); needs ``env`` by name.
+      checkpoint_every: updates per chunk (a checkpoint and logs after each; default
+        a tenth of the updates with ``out``, else one piece).
+      resume, stop_after: continue the job in ``out`` / stop at the first checkpoint
+        at or after this many updates.
+      log: extra loggers, ``"tensorboard"`` and/or ``"wandb"`` (with ``out``).
+      devices, shard: see ``running.experiments.run``.
+      report: where header and summary lines go (default: printed when
+        ``progress``).
+      command: the command line recorded in ``summary.json``.
+
+    Raises ``ValueError`` naming the bad argument before anything compiles, and
+    ``faults.NonFiniteError`` (after writing ``summary.json`` with the failure) when
+    a run hits a non-finite value.
+    """
+    report = report or _report_default(progress)
+    env_kwargs = dict(env_kwargs or {})
+    if isinstance(env, str):
+        env_name, env = env, make_env(env, **env_kwargs)
+    elif out is not None:
+        raise ValueError("train(out=...) records the env by name so that the job can be "
+                         "resumed and evaluated: pass env as a registered name (and "
+                         "env_kwargs)")
+    else:
+        env_name = env.name
+    spec = RunSpec(env=env_name, env_kwargs=env_kwargs, config=config,
+                   algos=tuple(algos), d_targets=tuple(d_targets), seeds=seeds, seed=seed)
+    if log and out is None:
+        raise ValueError(f"log={list(log)} writes into a job folder: pass out=...")
+    loggers.check_extras(log)
+    programs = runspec.plan(spec, env)
+    for program in programs:  # every program's errors before any training
+        make_train(program.config, env)
+    if out is None:
+        return _train(spec, env, programs, None, progress, checkpoint_every, False, None,
+                      (), devices, shard, report, command)
+    out = pathlib.Path(out)
+    with folder_lock(out, command):
+        _check_job_folder(out, spec, resume)
+        spec.save(out)
+        return _train(spec, env, programs, out, progress, checkpoint_every, resume,
+                      stop_after, log, devices, shard, report, command)
+
+
+def _check_job_folder(out: pathlib.Path, spec: RunSpec, resume: bool) -> None:
+    """Refuse a folder that holds another job, or a resume without a job."""
+    if (out / runspec.SPEC_FILE).exists():
+        saved = RunSpec.load(out).to_json()
+        if not resume:
+            raise ValueError(f"{str(out)!r} already holds a job: pass resume=True "
+                             f"(--resume) to continue it, or another folder")
+        diff = sorted(k for k in saved if saved[k] != spec.to_json()[k])
+        if diff:
+            raise ValueError(f"resume: {str(out)!r} holds another job (differs in "
+                             f"{', '.join(diff)}); repeat its settings exactly")
+    elif resume:
+        raise ValueError(f"resume: {str(out)!r} holds no job to continue")
+
+
+def _train(spec: RunSpec, env: MultiAgentEnv, programs: list[Program],
+           out: Optional[pathlib.Path], progress: bool | int, checkpoint_every: Optional[int],
+           resume: bool, stop_after: Optional[int], log: Sequence[str],
+           devices: Any, shard: str, report: Report, command: Optional[str]) -> Results:
+    report(f"device: {jax.device_count()} x {jax.devices()[0].device_kind} "
+           f"({jax.default_backend()})")
+    report(f"env: {env}")
+    random_return = float(jax.jit(lambda k: random_policy_return(env, k, num_envs=256))(
+        jax.random.key(spec.seed + 1))["episode_return"])
+    report(f"uniform random policy: mean episode return {random_return:.3f}")
+    results = Results(spec, env, {}, {}, {}, random_return, out)
+    summary: dict[str, Any] = {**provenance(command), "env": spec.env,
+                               "env_kwargs": dict(spec.env_kwargs),
+                               "random_return": random_return, "status": "running",
+                               "programs": {}}
+    try:
+        for program in programs:
+            _train_program(program, results, summary, out, progress, checkpoint_every,
+                           resume, stop_after, log, devices, shard, report)
+    except faults.NonFiniteError as err:
+        summary["status"] = "failed"
+        summary["failure"] = {"error": str(err), "update": err.update, "runs": err.runs,
+                              "cause": err.cause, "metrics": err.metrics}
+        if out is not None:
+            save_json(out / "summary.json", summary)
+        raise
+    done = all(r["updates_done"] == r["num_updates"] for r in summary["programs"].values())
+    summary["status"] = "complete" if done else "stopped"
+    if out is not None:
+        if any(results.metrics.values()):
+            results.plot(path=out / "learning_curve.png")
+        save_json(out / "summary.json", summary)
+    return results
+
+
+def _train_program(program: Program, results: Results, summary: dict, out: Optional[pathlib.Path],
+                   progress: bool | int, checkpoint_every: Optional[int], resume: bool,
+                   stop_after: Optional[int], log: Sequence[str], devices: Any, shard: str,
+                   report: Report) -> None:
+    """Train one program of the job and add it to ``results`` and ``summary``."""
+    spec, env = results.spec, results.env
+    n_updates = num_updates(program.config, env)
+    groups = runspec.entry_runs(spec, program.labels)
+    report(f"\n{program.name}: {len(program.labels)} runs ({len(groups)} entries x "
+           f"{spec.seeds} seeds), {n_updates} updates")
+    suffix = "" if program.name == "pg" else f"_{program.name}"
+    logs, folder, every = [], None, checkpoint_every
+    if out is not None:
+        logs = loggers.make_loggers(out, program.labels, log, prefix=f"metrics{suffix}",
+                                    config=spec.to_json())
+        folder = out / f"checkpoints{suffix}"
+        every = checkpoint_every or max(1, math.ceil(n_updates / 10))
+    run = experiments.run(program.config, env, program.keys, obj=program.obj,
+                          progress=progress, devices=devices, shard=shard, loggers=logs,
+                          checkpoint_dir=folder, checkpoint_every=every,
+                          resume=resume, stop_after=stop_after, labels=program.labels)
+    results.outputs[program.name] = run
+    results.metrics[program.name] = run.metrics
+    results.labels[program.name] = program.labels
+    done = run.metrics["episode_return"].shape[1]
+    record: dict[str, Any] = {"updates_done": done, "num_updates": n_updates,
+                              "compile_s": run.compile_s, "run_s": run.run_s,
+                              "env_steps_per_s": run.env_steps_per_s, "entries": {}}
+    for name, rows in groups.items():
+        values = run.metrics["episode_return"][rows]
+        mean, ci = summarize_final(values)
+        record["entries"][name] = {"final_return_mean": mean, "final_return_ci95": ci,
+                                   "runs": rows}
+        report(f"  {name}: final return {mean:.3f} +- {ci:.3f} (95% CI over {len(rows)} "
+               f"seeds; random policy {results.random_return:.3f})")
+    summary["programs"][program.name] = record
+    report(f"  compile {run.compile_s:.1f} s, train {run.run_s:.1f} s "
+           f"({run.env_steps_per_s:,.0f} env steps/s)")
+    if done < n_updates:
+        report(f"  stopped after {done} of {n_updates} updates: continue with resume=True "
+               f"(--resume)")
+
+
+def load(out: str | pathlib.Path) -> Results:
+    """A job folder (``dpo-jax train`` or ``train(out=...)``) read back as
+    :class:`Results`, from its ``metrics*.jsonl`` logs and ``summary.json``."""
+    from dpo_jax.running.loggers import read_jsonl
+    from dpo_jax.running.results import read_json
+
+    out = pathlib.Path(out)
+    spec = RunSpec.load(out)
+    env = make_env(spec.env, **spec.env_kwargs)
+    summary = read_json(out / "summary.json", "the job's summary")
+    results = Results(spec, env, {}, {}, {}, float(summary["random_return"]), out)
+    for program in runspec.plan(spec, env):
+        suffix = "" if program.name == "pg" else f"_{program.name}"
+        path = out / f"metrics{suffix}.jsonl"
+        if not path.exists():
+            continue
+        rows = read_jsonl(path)
+        results.metrics[program.name] = _rows_to_metrics(rows, len(program.labels))
+        results.labels[program.name] = program.labels
+    return results
+
+
+def _rows_to_metrics(rows: list[dict], num_runs: int) -> dict[str, np.ndarray]:
+    """``metrics.jsonl`` rows back to ``[runs, updates, ...]`` arrays (null as NaN)."""
+    updates = 1 + max((r["update"] for r in rows), default=-1)
+    names = [k for k in rows[0] if k not in ("run", "algo", "d_target", "seed", "update")] \
+        if rows else []
+    metrics: dict[str, np.ndarray] = {}
+    for name in names:
+        sample = np.asarray(rows[0][name] if rows[0][name] is not None else np.nan,
+                            dtype=np.float64)
+        array = np.full((num_runs, updates) + sample.shape, np.nan)
+        for r in rows:
+            value = r[name]
+            array[r["run"], r["update"]] = np.nan if value is None else np.asarray(
+                [np.nan if v is None else v for v in np.ravel(np.asarray(value, object))],
+                np.float64).reshape(sample.shape)
+        metrics[name] = array
+    return metrics

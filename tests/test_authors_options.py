@@ -1,0 +1,281 @@
+"""The authors' code-level behaviours as options (``TrainConfig.sampling``,
+``advantage_norm_scope``, ``beta_statistics``, ``kl_sqrt_eps_mode``; the stochastic
+game's ``never_reset``; games from tables and the authors' pickle), each checked
+against a small numpy statement of the rule."""
+
+from __future__ import annotations
+
+import pickle
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dpo_jax
+from dpo_jax.core import agents as agents_lib
+from dpo_jax.core.objectives import objective_params, sqrt_kl_term
+from dpo_jax.envs import stochastic_game as sg
+from dpo_jax.training import trainer
+from dpo_jax.training.rollout import reset_envs, step_envs
+
+
+def tiny_game(never_reset: bool = False, horizon: int = 3) -> sg.StochasticGame:
+    """5 states in a deterministic ring (s -> s + 1 mod 5 whatever the actions), 2
+    agents, 2 actions; reward = state index + joint action / 10."""
+    rewards = np.zeros((5, 2, 2))
+    transitions = np.zeros((5, 2, 2, 5))
+    for s in range(5):
+        for a in range(2):
+            for b in range(2):
+                rewards[s, a, b] = s + (2 * a + b) / 10
+                transitions[s, a, b, (s + 1) % 5] = 1.0
+    return sg.StochasticGame.from_tables(rewards, transitions, start_state=0,
+                                         episode_length=horizon, never_reset=never_reset)
+
+
+def rollout(env, cfg, steps, key=jax.random.key(0)):
+    agents = agents_lib.make_agents(cfg, env)
+    state = agents_lib.init_agents(agents, jax.random.key(1))
+    batch = reset_envs(env, jax.random.key(2), cfg.num_envs)
+    _, traj = jax.jit(lambda b, k: trainer.rollout(env, agents, state.params, b, k, steps)
+                      )(batch, key)
+    return agents, state, traj
+
+
+# -- never_reset: the authors' training env ------------------------------------------
+
+def test_never_reset_keeps_the_state_chain_and_marks_every_later_step_terminal():
+    for never_reset, states in ((False, [1, 2, 0, 1, 2, 0, 1, 2]),
+                                (True, [1, 2, 3, 4, 0, 1, 2, 3])):
+        env = tiny_game(never_reset)
+        batch = reset_envs(env, jax.random.key(0), 1)
+        seen, terminated, done = [], [], []
+        for t in range(8):
+            batch, rec = step_envs(env, batch, jnp.zeros((1, 2), jnp.int32),
+                                   jax.random.key(t))
+            seen.append(int(jnp.argmax(batch.obs[0, 0])))
+            terminated.append(bool(rec.terminated[0]))
+            done.append(bool(rec.done[0]))
+        assert seen == states, never_reset
+        if never_reset:  # their done stays 1 from the horizon on: terminal, no reset
+            assert terminated == [False, False] + [True] * 6
+        else:  # time-limit ends every 3 steps, then a reset to the start state
+            assert terminated == [False] * 8
+            assert done == [False, False, True] * 2 + [False, False]
+
+
+def test_never_reset_targets_are_the_reward_after_the_first_episode():
+    """GAE with every step terminal: A = r - V(s), target = r (their value masks 0)."""
+    env = tiny_game(never_reset=True)
+    cfg = dpo_jax.TrainConfig(num_envs=2, num_steps=8, value_norm=False,
+                              normalize_advantages=False, hidden_size=8)
+    agents, state, traj = rollout(env, cfg, 8)
+    batch, _, _ = trainer.make_batch(agents, state.params, traj, cfg,
+                                     trainer.init_value_norm(2))
+    rewards = np.asarray(traj.step.reward).reshape(-1, 2)
+    targets = np.asarray(batch.target)
+    steps = np.repeat(np.arange(8), 2)  # [T * E] row order: time-major
+    late = steps >= 2  # step index 2 ends the first episode (horizon 3)
+    np.testing.assert_allclose(targets[late], rewards[late], rtol=0, atol=1e-6)
+    assert np.abs(targets[~late] - rewards[~late]).max() > 1e-3  # bootstrapped there
+
+
+# -- games from tables and the authors' pickle ---------------------------------------
+
+def numpy_optimum(reward: np.ndarray, trans: np.ndarray, horizon: int, start: int) -> float:
+    s = reward.shape[0]
+    r, p = reward.reshape(s, -1), trans.reshape(s, -1, s)
+    value = np.zeros(s)
+    for _ in range(horizon):
+        value = (r + p @ value).max(1)
+    return float(value[start])
+
+
+def numpy_uniform_return(reward, trans, horizon, start):
+    s = reward.shape[0]
+    r, p = reward.reshape(s, -1).mean(1), trans.reshape(s, -1, s).mean(1)
+    dist, total = np.eye(s)[start], 0.0
+    for _ in range(horizon):
+        total += dist @ r
+        dist = dist @ p
+    return total
+
+
+def test_authors_pickle_loads_with_their_start_state_and_horizon(tmp_path):
+    rng = np.random.default_rng(3)
+    reward = rng.uniform(-5, 5, (4, 3, 3))
+    trans = rng.dirichlet(np.ones(4), size=(4, 3, 3))
+    path = tmp_path / "game.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"reward": reward, "trans_mat": trans}, f)
+    env = dpo_jax.make_env("stochastic_game_authors", path=str(path))
+    assert (env.num_states, env.num_agents, env.num_actions, env.episode_length) == (4, 2, 3, 4)
+    assert env.optimal_return() == pytest.approx(numpy_optimum(reward, trans, 4, 0), rel=1e-5)
+    uniform = jnp.full((2, 4, 3), 1 / 3)
+    assert float(env.exact_return(uniform)) == pytest.approx(
+        numpy_uniform_return(reward, trans, 4, 0), rel=1e-5)
+    started = sg.StochasticGame.from_tables(reward, trans, start_state=2)
+    assert started.optimal_return() == pytest.approx(numpy_optimum(reward, trans, 4, 2), rel=1e-5)
+    assert float(started.exact_return(uniform)) == pytest.approx(
+        numpy_uniform_return(reward, trans, 4, 2), rel=1e-5)
+    assert int(jnp.argmax(started.reset(jax.random.key(0)).obs[0])) == 2
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda r, p: (r, p[..., :3]), "transitions"),
+    (lambda r, p: (r, p * 2), "sum to 1"),
+    (lambda r, p: (r * np.nan, p), "finite"),
+])
+def test_bad_tables_are_refused_by_name(bad, message):
+    rng = np.random.default_rng(0)
+    reward, trans = rng.uniform(-1, 1, (4, 2, 2)), rng.dirichlet(np.ones(4), size=(4, 2, 2))
+    with pytest.raises(ValueError, match=message):
+        sg.StochasticGame.from_tables(*bad(reward, trans))
+
+
+def test_unreadable_authors_file_is_named(tmp_path):
+    path = tmp_path / "broken.pkl"
+    path.write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="broken.pkl"):
+        sg.load_authors_game(str(path))
+
+
+# -- pooled samples ------------------------------------------------------------------
+
+def test_pooled_sampling_deals_every_sample_once_as_the_numpy_rule_says():
+    cfg = dpo_jax.TrainConfig(num_envs=1, num_steps=6, sampling="pooled")
+    b, n = 6, 3
+    ids = np.arange(b * n, dtype=np.float32).reshape(b, n)  # sample id = row * N + agent
+    batch = trainer.Batch(obs=jnp.asarray(ids)[..., None], avail=jnp.ones((b, n, 2), bool),
+                          action=jnp.asarray(ids, jnp.int32), log_prob=jnp.asarray(ids),
+                          dist_params=jnp.asarray(ids)[..., None], value=jnp.asarray(ids),
+                          advantage=jnp.asarray(ids), target=jnp.asarray(ids))
+    key = jax.random.key(5)
+    out = trainer.epoch_minibatches(batch, key, cfg)
+    pool_key, _ = jax.random.split(key)
+    perm = np.asarray(jax.random.permutation(pool_key, b * n))
+    expected = ids.reshape(-1)[perm].reshape(1, b, n)  # their shared_buffer + idv_reshape
+    for leaf in (out.obs[..., 0], out.action, out.log_prob, out.advantage, out.target):
+        np.testing.assert_array_equal(np.asarray(leaf), expected)
+    assert sorted(np.asarray(out.obs).reshape(-1)) == list(range(b * n))
+    owners = expected.astype(int) % n  # the agent each dealt sample came from
+    assert any(len(set(owners[0, :, i])) > 1 for i in range(n))  # columns are mixed
+    per_agent = trainer.epoch_minibatches(batch, key, cfg.replace(sampling="per_agent"))
+    np.testing.assert_array_equal(np.asarray(per_agent.obs[0, :, :, 0]), ids)
+
+
+def test_pooled_ratio_and_kl_compare_agent_i_with_the_dealt_agents_old_policy():
+    """Agent i's loss on a dealt sample of agent j: ratio pi_i(a_j|o_j) / pi_j,old(a_j|o_j)
+    and KL(pi_j,old || pi_i): checked on the loss's inputs."""
+    env = tiny_game()
+    cfg = dpo_jax.TrainConfig(num_envs=2, num_steps=4, hidden_size=8, sampling="pooled")
+    agents, state, traj = rollout(env, cfg, 4)
+    batch, _, _ = trainer.make_batch(agents, state.params, traj, cfg,
+                                     trainer.init_value_norm(2))
+    key = jax.random.key(7)
+    dealt = trainer.epoch_minibatches(batch, key, cfg)
+    pool_key, _ = jax.random.split(key)
+    perm = np.asarray(jax.random.permutation(pool_key, batch.obs.shape[0] * 2))
+    owner = (perm % 2).reshape(-1, 2)  # which agent's sample lands in each column
+    old = np.asarray(batch.log_prob).reshape(-1)[perm].reshape(-1, 2)
+    np.testing.assert_array_equal(np.asarray(dealt.log_prob[0]), old)
+    # the old log-prob belongs to the owner's policy: recompute it from its logits
+    logits = np.asarray(batch.dist_params).reshape(-1, 2)[perm].reshape(-1, 2, 2)
+    actions = np.asarray(batch.action).reshape(-1)[perm].reshape(-1, 2)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    np.testing.assert_allclose(np.take_along_axis(logp, actions[..., None], -1)[..., 0], old,
+                               atol=1e-5)
+    assert (owner != np.arange(2)).any()
+
+
+# -- advantages over all agents ------------------------------------------------------
+
+def test_advantage_norm_scope_standardises_per_agent_or_over_all_agents():
+    env = tiny_game()
+    base = dpo_jax.TrainConfig(num_envs=3, num_steps=5, hidden_size=8, value_norm=False)
+    agents, state, traj = rollout(env, base, 5)
+    norm = trainer.init_value_norm(2)
+    raw = np.asarray(trainer.make_batch(agents, state.params, traj,
+                                        base.replace(normalize_advantages=False), norm)[0]
+                     .advantage, np.float64)
+    per_agent = np.asarray(trainer.make_batch(agents, state.params, traj, base, norm)[0]
+                           .advantage)
+    pooled = np.asarray(trainer.make_batch(
+        agents, state.params, traj, base.replace(advantage_norm_scope="all_agents"), norm)[0]
+        .advantage)
+    np.testing.assert_allclose(per_agent, (raw - raw.mean(0)) / (raw.std(0) + 1e-8), atol=1e-5)
+    np.testing.assert_allclose(pooled, (raw - raw.mean()) / (raw.std() + 1e-8), atol=1e-5)
+
+
+# -- beta statistics from the last minibatch -----------------------------------------
+
+def test_last_minibatch_statistics_are_the_kl_before_the_last_step():
+    """With one minibatch, the last minibatch of epoch 2 sees the parameters after
+    epoch 1: its KL terms equal numpy's KL(pi_old || pi_after_epoch_1) over the batch."""
+    env = tiny_game()
+    cfg = dpo_jax.TrainConfig(num_envs=4, num_steps=6, hidden_size=8, num_epochs=2,
+                              beta_statistics="last_minibatch", sqrt_kl_form="mean_of_sqrt",
+                              actor_lr=0.05)  # a KL well above float32 rounding
+    agents, state, traj = rollout(env, cfg, 6)
+    batch, _, _ = trainer.make_batch(agents, state.params, traj, cfg,
+                                     trainer.init_value_norm(2))
+    obj = objective_params(cfg, 2)
+    betas = jnp.full((2,), 0.5)
+    key = jax.random.key(3)
+    _, stats = trainer.update_epochs(agents, state, batch, betas, betas, obj, cfg, key)
+    after_one, _ = trainer.update_epochs(agents, state, batch, betas, betas, obj,
+                                         cfg.replace(num_epochs=1), key)
+    new = np.asarray(agents_lib.policy_params(agents, after_one.params, batch.obs, batch.avail),
+                     np.float64)
+    old = np.asarray(batch.dist_params, np.float64)
+    logp_new = new - np.log(np.exp(new).sum(-1, keepdims=True))
+    logp_old = old - np.log(np.exp(old).sum(-1, keepdims=True))
+    kl = (np.exp(logp_old) * (logp_old - logp_new)).sum(-1)  # [B, N]
+    assert kl.mean() > 1e-3
+    np.testing.assert_allclose(np.asarray(stats["last_kl"]), kl.mean(0), rtol=1e-3)
+    np.testing.assert_allclose(np.asarray(stats["last_sqrt_kl"]),
+                               np.sqrt(np.maximum(kl, cfg.kl_sqrt_eps)).mean(0), rtol=1e-3)
+
+
+# -- the square root's epsilon --------------------------------------------------------
+
+@pytest.mark.parametrize("form", ["sqrt_of_mean", "mean_of_sqrt"])
+def test_sqrt_epsilon_floor_or_added(form):
+    kl = np.array([0.0, 1e-13, 4e-6, 0.09])
+    eps = 1e-12
+    floor = sqrt_kl_term(jnp.asarray(kl), form, eps, eps_mode="floor")
+    added = sqrt_kl_term(jnp.asarray(kl), form, eps, eps_mode="added")
+    if form == "sqrt_of_mean":
+        want_floor, want_added = np.sqrt(max(kl.mean(), eps)), np.sqrt(kl.mean() + eps)
+    else:
+        want_floor = np.sqrt(np.maximum(kl, eps)).mean()
+        want_added = np.sqrt(kl + eps).mean()  # the authors': sqrt(max(kl + eps, eps))
+    assert float(floor) == pytest.approx(want_floor, rel=1e-6)
+    assert float(added) == pytest.approx(want_added, rel=1e-6)
+    grad = jax.grad(lambda x: sqrt_kl_term(x, form, eps, eps_mode="added"))(jnp.zeros(4))
+    assert np.all(np.isfinite(np.asarray(grad)))
+
+
+# -- the authors preset --------------------------------------------------------------
+
+def test_authors_preset_sets_their_code_defaults_per_family():
+    game = dpo_jax.preset("authors", "stochastic_game_small")
+    assert (game.d_target, game.num_envs, game.init_beta_kl, game.sampling,
+            game.beta_statistics, game.advantage_norm_scope, game.shared_betas,
+            game.value_norm, game.huber_delta) == (
+        0.01, 1, 1.0, "pooled", "last_minibatch", "all_agents", True, False, None)
+    assert dpo_jax.preset("authors", "smax_3m").d_target == 0.02
+    assert dpo_jax.preset("authors", "smax_3m").total_timesteps == 2_000_000
+    from dpo_jax.config import preset_env_kwargs
+    assert preset_env_kwargs("authors", "stochastic_game_small") == {"never_reset": True}
+    assert preset_env_kwargs("authors", "mpe_navigation") == {}
+    assert preset_env_kwargs("paper", "stochastic_game") == {}
+
+
+def test_authors_options_train_end_to_end():
+    env = tiny_game(never_reset=True)
+    cfg = dpo_jax.preset("authors", "stochastic_game", total_timesteps=60, hidden_size=8)
+    res = jax.jit(dpo_jax.make_train(cfg, env))(jax.random.key(0))
+    assert bool(res.metrics["finite"].all())
+    assert np.all(np.asarray(res.beta_kl) == np.asarray(res.beta_kl)[0])  # shared betas
