@@ -1,0 +1,215 @@
+"""One run of the DPO authors' PyTorch code (github PKU-RL/DPO), driven from outside.
+
+Runs in the authors' own environment (torch, gym 0.17.2), never imports dpo_jax, and
+is started by ``benchmarks/authors_parity.py``; their tree is read from
+``--authors-tree`` (extracted in a temporary folder, never part of dpo-jax). Their
+code runs unmodified; from outside this script only
+
+- replaces ``torch.autograd.set_detect_anomaly``, which their update calls every time
+  (``r_mappo.py``), by a no-op unless ``--anomaly`` is given (same results, ~3x faster);
+- with ``--sampling per_agent``, gives their buffer (``shared_buffer.py``) a
+  ``randperm`` that permutes time steps only, so each agent trains on its own samples
+  (the one-line change the parity benchmark compares with);
+- records, after every update, the exact J(pi)/J* of the learned product policy on the
+  matrix game (numpy, float64, finite-horizon from state 0, from the game's own
+  tables) or the returns of the MPE training episodes that ended in the update.
+
+    python authors_worker.py --authors-tree T --task game --algo dpo --seed 1 \
+        --steps 30000 --out run.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+import types
+
+import numpy as np
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--authors-tree", required=True, help="their on-policy-main folder")
+    p.add_argument("--task", choices=["game", "mpe"], required=True)
+    p.add_argument("--algo", choices=["dpo", "ippo"], required=True)
+    p.add_argument("--sampling", choices=["pooled", "per_agent"], default="pooled",
+                   help="pooled: their code as shipped; per_agent: time steps permuted only")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--steps", type=int, default=30_000)
+    p.add_argument("--num-agents", type=int, default=5, help="MPE agents")
+    p.add_argument("--anomaly", action="store_true",
+                   help="keep their per-update torch.autograd.set_detect_anomaly(True)")
+    p.add_argument("--out", required=True)
+    return p.parse_args()
+
+
+def product_policy_return(probs: np.ndarray, reward: np.ndarray, trans: np.ndarray,
+                          horizon: int) -> float:
+    """Exact expected return over ``horizon`` steps from state 0 of the product policy
+    ``probs [N, S, A]`` on ``reward [S, A, .., A]`` and ``trans [S, A, .., A, S]``."""
+    num_agents, num_states, _ = probs.shape
+    joint = probs[0]
+    for i in range(1, num_agents):
+        joint = (joint[:, :, None] * probs[i][:, None, :]).reshape(num_states, -1)
+    r = reward.reshape(num_states, -1)
+    p = trans.reshape(num_states, -1, num_states)
+    r_pi = (joint * r).sum(1)
+    p_pi = np.einsum("sj,sjt->st", joint, p)
+    dist = np.zeros(num_states)
+    dist[0] = 1.0
+    total = 0.0
+    for _ in range(horizon):
+        total += dist @ r_pi
+        dist = dist @ p_pi
+    return float(total)
+
+
+def optimal_return(reward: np.ndarray, trans: np.ndarray, horizon: int) -> float:
+    """J* by backward dynamic programming over joint actions from state 0."""
+    num_states = reward.shape[0]
+    r = reward.reshape(num_states, -1)
+    p = trans.reshape(num_states, -1, num_states)
+    value = np.zeros(num_states)
+    for _ in range(horizon):
+        value = (r + p @ value).max(1)
+    return float(value[0])
+
+
+def per_agent_torch(num_agents: int) -> object:
+    """A stand-in for the ``torch`` module their buffer uses, whose ``randperm`` keeps
+    each agent's samples in its own column (their flat index is (t * threads + e) * N
+    + i, so permuting whole rows of N keeps agent i on column i)."""
+    import torch
+
+    def randperm(n: int, *args, **kwargs):
+        rows = torch.randperm(n // num_agents)
+        return (rows[:, None] * num_agents + torch.arange(num_agents)).reshape(-1)
+
+    class PerAgentTorch:
+        def __getattr__(self, name: str):
+            return randperm if name == "randperm" else getattr(torch, name)
+
+    return PerAgentTorch()
+
+
+def game_args(args: argparse.Namespace) -> list[str]:
+    """Their matrix-game command line: their defaults, one rollout thread, CPU."""
+    argv = ["--map_name", "random_matrix_game_3", "--seed", str(args.seed),
+            "--num_env_steps", str(args.steps), "--n_rollout_threads", "1",
+            "--n_training_threads", "1", "--cuda", "--experiment_name", "parity"]
+    return argv + (["--penalty_method", "True"] if args.algo == "dpo" else [])
+
+
+def mpe_args(args: argparse.Namespace) -> list[str]:
+    """Their MPE command line for navigation_control_full (their defaults)."""
+    argv = ["--map_name", "navigation_control_full", "--num_agents", str(args.num_agents),
+            "--seed", str(args.seed), "--num_env_steps", str(args.steps),
+            "--n_rollout_threads", "1", "--n_training_threads", "1", "--cuda",
+            "--experiment_name", "parity"]
+    return argv + (["--penalty_method", "True"] if args.algo == "dpo" else [])
+
+
+def main() -> None:
+    args = parse_args()
+    tree = pathlib.Path(args.authors_tree).resolve()
+    sys.path.insert(0, str(tree))
+    os.chdir(tree)  # their scripts load a_mat_model/*.pkl relative to it
+    sys.argv = [sys.argv[0]]
+    import torch
+
+    torch.set_num_threads(1)
+    if not args.anomaly:
+        torch.autograd.set_detect_anomaly = lambda *a, **k: None
+    sys.modules.setdefault("wandb", types.ModuleType("wandb"))  # imported, never used
+    num_agents = 3 if args.task == "game" else args.num_agents
+    if args.sampling == "per_agent":
+        import onpolicy.utils.shared_buffer as shared_buffer
+
+        shared_buffer.torch = per_agent_torch(num_agents)
+
+    curve: list[dict] = []
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    if args.task == "game":
+        import pickle
+
+        import train_matrix_game as script
+        from onpolicy.runner.shared import base_runner
+
+        with open(tree / "a_mat_model" / "random_matrix_game_3.pkl", "rb") as f:
+            tables = pickle.load(f)
+        horizon = tables["reward"].shape[0]
+        j_star = optimal_return(tables["reward"], tables["trans_mat"], horizon)
+        states = tables["reward"].shape[0]
+        original_train = base_runner.Runner.train
+
+        def train_and_score(runner, *a, **k):
+            info = original_train(runner, *a, **k)
+            obs = np.repeat(np.eye(states, dtype=np.float32), num_agents, axis=0)
+            rnn = np.zeros((states * num_agents, runner.recurrent_N, runner.hidden_size),
+                           np.float32)
+            masks = np.ones((states * num_agents, 1), np.float32)
+            with torch.no_grad():
+                probs = runner.trainer.policy.get_probs(obs, rnn, masks)
+            probs = probs.cpu().numpy().reshape(states, num_agents, -1).transpose(1, 0, 2)
+            j = product_policy_return(probs.astype(np.float64), tables["reward"],
+                                      tables["trans_mat"], horizon)
+            steps = (len(curve) + 1) * runner.episode_length * runner.n_rollout_threads
+            curve.append({"env_steps": steps, "exact_return": j, "optimality_ratio": j / j_star,
+                          "wall_s": time.perf_counter() - t0})
+            return info
+
+        base_runner.Runner.train = train_and_score
+        script.main(game_args(args))
+        meta = {"j_star": j_star, "horizon": horizon}
+    else:
+        import train_mpe as script
+        from onpolicy.envs import env_wrappers
+        from onpolicy.runner.shared import base_runner
+
+        finished: list[float] = []
+        running = {"ret": 0.0}
+        original_step = env_wrappers.DummyVecEnv.step_wait
+
+        def step_and_count(vec):
+            obs, rews, dones, infos = original_step(vec)
+            running["ret"] += float(np.asarray(rews)[0, 0].reshape(-1)[0])
+            if np.all(dones[0]):
+                finished.append(running["ret"])
+                running["ret"] = 0.0
+            return obs, rews, dones, infos
+
+        env_wrappers.DummyVecEnv.step_wait = step_and_count
+        original_train = base_runner.Runner.train
+
+        def train_and_log(runner, *a, **k):
+            info = original_train(runner, *a, **k)
+            steps = (len(curve) + 1) * runner.episode_length * runner.n_rollout_threads
+            curve.append({"env_steps": steps,
+                          "episode_return": float(np.mean(finished)) if finished else None,
+                          "episodes": len(finished), "wall_s": time.perf_counter() - t0})
+            finished.clear()
+            return info
+
+        base_runner.Runner.train = train_and_log
+        script.main(mpe_args(args))
+        meta = {"num_agents": args.num_agents}
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "code": "authors", "task": args.task, "algo": args.algo, "sampling": args.sampling,
+        "seed": args.seed, "steps": args.steps, "anomaly_detection": args.anomaly,
+        "wall_s": wall, "cpu_s": cpu,
+        "env_steps_per_s": curve[-1]["env_steps"] / wall if curve else None,
+        "env_steps_per_cpu_s": curve[-1]["env_steps"] / cpu if curve else None,
+        "torch": torch.__version__, "meta": meta, "curve": curve}))
+
+
+if __name__ == "__main__":
+    main()

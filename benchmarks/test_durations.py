@@ -1,0 +1,40 @@
+"""The test suite's time per file, from a JUnit XML report.
+
+    python -m pytest -q --junitxml=/tmp/junit.xml && python benchmarks/test_durations.py /tmp/junit.xml
+
+Writes ``benchmarks/results/test_durations.json`` (tests and seconds per file; the
+machine and date of the run), which the contributor docs show.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import platform
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def main(report: str) -> None:
+    files: dict[str, dict] = {}
+    for case in ET.parse(report).iter("testcase"):
+        name = case.get("classname", "").replace(".", "/") + ".py"
+        entry = files.setdefault(name, {"tests": 0, "seconds": 0.0})
+        entry["tests"] += 1
+        entry["seconds"] += float(case.get("time", 0))
+    out = ROOT / "benchmarks" / "results" / "test_durations.json"
+    out.write_text(json.dumps({
+        "command": "python -m pytest -q --junitxml=REPORT && python "
+                   "benchmarks/test_durations.py REPORT",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "date": time.strftime("%Y-%m-%d"), "files": files}, indent=1))
+    total = sum(f["seconds"] for f in files.values())
+    print(f"{len(files)} files, {sum(f['tests'] for f in files.values())} tests, {total:.0f} s")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
