@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dpo_jax.parallel import sharding
+from dpo_jax.running import results
 
 _STEP = re.compile(r"^update_(\d+)$")
 _MANIFEST = re.compile(r"^update_(\d+)\.json$")
@@ -162,12 +163,7 @@ def has_any(folder: str | pathlib.Path) -> bool:
 
 def read_json(path: pathlib.Path, what: str) -> Any:
     """A JSON file's content, or ``CheckpointError`` naming the file."""
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{str(path)!r} is missing ({what})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{str(path)!r} ({what}) cannot be read: {err}") from None
+    return results.read_json(path, what, CheckpointError)
 
 
 def check_run(folder: str | pathlib.Path, description: Mapping[str, Any]) -> None:

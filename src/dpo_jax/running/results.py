@@ -132,16 +132,17 @@ def save_json(path: str | pathlib.Path, data: Any) -> Optional[pathlib.Path]:
     return path
 
 
-def read_json(path: str | pathlib.Path, what: str = "a JSON file") -> Any:
-    """A JSON file's content; ``ValueError`` naming the file when it is missing or
-    not valid JSON."""
+def read_json(path: str | pathlib.Path, what: str = "a JSON file",
+              error: type[ValueError] = ValueError) -> Any:
+    """A JSON file's content; ``error`` (a ``ValueError``) naming the file when it is
+    missing or not valid JSON."""
     path = pathlib.Path(path)
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"{str(path)!r} is missing ({what})") from None
+        raise error(f"{str(path)!r} is missing ({what})") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{str(path)!r} ({what}) cannot be read: {err}") from None
+        raise error(f"{str(path)!r} ({what}) cannot be read: {err}") from None
 
 
 def save_metrics(out_dir: str | pathlib.Path, name: str,
