@@ -18,8 +18,8 @@ round-robin ``--repeats`` times so that the machine's drifts hit every entry ali
   (``baselines/IPPO/ippo_ff_mpe.py``, fetched separately, never part of dpo-jax) and
   dpo-jax's IPPO with shared parameters at the same settings (16 envs x 128 steps,
   4 epochs x 4 minibatches, 64 tanh units, 5 agents), 3 seeds each: per core (each
-  alone on one core) and per machine (every core: JaxMARL's script as it runs,
-  dpo-jax split over the cores).
+  alone on one core) and per machine (every core: JaxMARL's script as it runs, on
+  JAX's single CPU device, XLA threading over the cores; dpo-jax split over them).
 - ``authors`` (with ``--authors-tree``/``--authors-python``): the authors' PyTorch
   code (``benchmarks/authors_worker.py``, their defaults, one seed per process as
   they run it, anomaly detection on as shipped and off) on their matrix game and MPE
@@ -73,15 +73,19 @@ def cores() -> int:
 
 
 def run(cmd: list[str], one_core: bool, env: Optional[dict] = None,
-        cache: Optional[str] = "off") -> dict[str, Any]:
-    """``cmd`` in a fresh process, on core 0 only or on all; wall time and output."""
+        cache: Optional[str] = "off", split: bool = True) -> dict[str, Any]:
+    """``cmd`` in a fresh process, on core 0 only or on all (``split``: with dpo-jax's
+    default of one XLA device per core; else JAX's own single CPU device, as a
+    program that is not dpo-jax runs); wall time and output."""
     full = {**os.environ, **(env or {}), "DPO_JAX_CACHE_DIR": cache or "off"}
     full.pop("XLA_FLAGS", None)
     if one_core:
         full["DPO_JAX_CPU_DEVICES"] = "1"
         cmd = ["taskset", "-c", "0", *cmd]
-    else:
+    elif split:
         full.pop("DPO_JAX_CPU_DEVICES", None)
+    else:
+        full["DPO_JAX_CPU_DEVICES"] = "off"
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=full, cwd=ROOT)
     wall = time.perf_counter() - t0
@@ -167,7 +171,7 @@ def jaxmarl(args: argparse.Namespace, repeats: int) -> dict[str, Any]:
         for which in ("jaxmarl", "dpo-jax"):
             for scope in ("one core", "all cores"):
                 r = run([sys.executable, "-c", driver, which, str(args.jaxmarl_updates), "3"],
-                        scope == "one core")
+                        scope == "one core", split=which == "dpo-jax")
                 result = {**json.loads(r["stdout"].strip().splitlines()[-1]),
                           "wall_s": r["wall_s"]}
                 rows.setdefault(f"{which}, {scope}", []).append(result)
