@@ -18,6 +18,10 @@ with their dependencies (torch, gym 0.17.2, setproctitle, tensorboardX, seaborn)
   ``sampling="per_agent"``, on their game file (``stochastic_game_authors``, their
   never-reset training env) and ``mpe_navigation``; all seeds and both algorithms of
   a sampling mode in one program.
+- ``pooling``: dpo-jax alone, the ``authors`` preset with pooled and with per-agent
+  samples, DPO and IPPO, on the three MPE tasks (``mpe_navigation``, ``mpe_line``,
+  ``mpe_circle``, 5 agents), ``--seeds`` seeds, ``--pooling-steps`` steps: does
+  pooling change DPO vs IPPO? Writes ``pooling.json``.
 - ``report``: at every logged point (a tenth of the budget; MPE: each run's mean
   return over that tenth), the mean over seeds with its 95% t-interval for each
   code, algorithm and sampling mode, and whether dpo-jax and their code agree there
@@ -53,8 +57,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--authors-python", default=None)
     p.add_argument("--authors-results", default=None,
                    help="folder of their runs' JSON (written there by the authors part)")
-    p.add_argument("--parts", nargs="+", default=["authors", "ours", "report"],
-                   choices=["authors", "ours", "report"])
+    p.add_argument("--parts", nargs="+", default=["authors", "ours", "report", "pooling"],
+                   choices=["authors", "ours", "report", "pooling"])
+    p.add_argument("--pooling-steps", type=int, default=50_000)
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--game-steps", type=int, default=30_000)
@@ -110,6 +115,7 @@ def run_ours(args: argparse.Namespace) -> dict:
     """dpo-jax's authors preset, pooled and per-agent, both algorithms x seeds as one
     program per sampling mode."""
     import dpo_jax
+    from dpo_jax.config import preset_env_kwargs
     from dpo_jax.running import scripts
 
     scripts.setup()
@@ -122,7 +128,7 @@ def run_ours(args: argparse.Namespace) -> dict:
                 "stochastic_game"
         else:
             env_name, env_kwargs, family = "mpe_navigation", {"num_agents": 5}, "mpe"
-        env_kwargs.update(dpo_jax.config.preset_env_kwargs("authors", family))
+        env_kwargs.update(preset_env_kwargs("authors", family))
         for sampling in SAMPLINGS:
             cfg = dpo_jax.preset("authors", family, sampling=sampling,
                                  total_timesteps=steps_of(args, task))
@@ -140,6 +146,31 @@ def run_ours(args: argparse.Namespace) -> dict:
                 f"{a} {np.mean(np.asarray(v)[:, -max(1, len(s) // 10):]):.3f}"
                 for a, (s, v) in res.curves(METRIC[task]).items())
                 + f" ({out.run_s:.0f} s)", flush=True)
+    return found
+
+
+def run_pooling(args: argparse.Namespace) -> dict:
+    """DPO vs IPPO, pooled vs per-agent samples, on the three MPE tasks (dpo-jax)."""
+    import dpo_jax
+    from dpo_jax.running import scripts
+    from dpo_jax.running.results import summarize_final
+
+    scripts.setup()
+    found: dict[str, Any] = {}
+    for task in ("mpe_navigation", "mpe_line", "mpe_circle"):
+        for sampling in SAMPLINGS:
+            cfg = dpo_jax.preset("authors", task, sampling=sampling,
+                                 total_timesteps=args.pooling_steps)
+            res = dpo_jax.train(cfg, task, env_kwargs={"num_agents": 5}, algos=ALGOS,
+                                seeds=args.seeds, progress=False)
+            for algo, (_, values) in res.curves().items():
+                mean, ci = summarize_final(values)
+                found[f"{task}/{algo}/{sampling}"] = {
+                    "final_return": mean, "ci95": ci, "runs": int(values.shape[0]),
+                    "random_return": res.random_return}
+            print(f"pooling {task} {sampling}: " + ", ".join(
+                f"{a} {found[f'{task}/{a}/{sampling}']['final_return']:.2f}" for a in ALGOS),
+                flush=True)
     return found
 
 
@@ -249,6 +280,17 @@ def main() -> None:
         t0 = time.perf_counter()
         ours = run_ours(args)
         ours_path.write_text(json.dumps({"wall_s": time.perf_counter() - t0, "runs": ours}))
+    if "pooling" in args.parts:
+        import jax
+
+        t0 = time.perf_counter()
+        pooling = run_pooling(args)
+        (out / "pooling.json").write_text(json.dumps({
+            "command": "python benchmarks/authors_parity.py " + " ".join(sys.argv[1:]),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+            "jax": jax.__version__, "date": time.strftime("%Y-%m-%d"),
+            "seeds": args.seeds, "steps": args.pooling_steps, "preset": "authors",
+            "wall_s": time.perf_counter() - t0, "entries": pooling}, indent=1))
     if "report" in args.parts:
         ours = json.loads(ours_path.read_text())["runs"]
         table = report(args, folder, ours)

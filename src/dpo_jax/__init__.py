@@ -58,7 +58,13 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
+_SUBMODULES = ("baselines", "config", "core", "envs", "parallel", "running", "runtime",
+               "theory", "training")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:  # dpo_jax.envs.MultiAgentEnv etc. without importing it first
+        return importlib.import_module(f"dpo_jax.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'dpo_jax' has no attribute {name!r}")
