@@ -92,7 +92,7 @@ def test_a_damaged_newest_checkpoint_is_named_and_the_job_falls_back(damage, tmp
             data = data[:len(data) // 3]
         victim.write_bytes(bytes(data))
     if damage == "manifest":
-        (out / "checkpoints" / "update_00000004.json").write_text("{not json")
+        (out / "checkpoints" / "manifests" / "update_00000004.json").write_text("{not json")
     evaluated = cli(["eval", str(out), "--episodes", "2"], cache)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert "update_00000004" in evaluated.stderr and "skipped a checkpoint" in evaluated.stderr
@@ -106,7 +106,7 @@ def test_a_damaged_newest_checkpoint_is_named_and_the_job_falls_back(damage, tmp
 def test_no_sound_checkpoint_is_an_error_naming_them(tmp_path, cache):
     out = tmp_path / "job"
     assert cli(JOB + ["--stop-after", "2"], cache, out).returncode == 0
-    (out / "checkpoints" / "update_00000002.json").write_text("[]")
+    (out / "checkpoints" / "manifests" / "update_00000002.json").write_text("[]")
     resumed = cli(JOB + ["--resume"], cache, out)
     assert resumed.returncode == 2
     assert "no sound checkpoint" in resumed.stderr and "update_00000002" in resumed.stderr

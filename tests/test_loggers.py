@@ -117,57 +117,41 @@ def test_wandb_offline_runs_and_resume_reuses_them(tmp_path, monkeypatch):
 
 
 def test_progress_bar_on_request_and_plain_lines_otherwise():
-    def feed(printer):
+    def feed(printer):  # three chunks of one update, 2 runs
         for u in range(3):
-            for r in range(2):
-                printer({"update": np.int32(u), "env_steps": np.float32((u + 1) * 10),
-                         "episode_return": np.float32(-u), "kl": np.float32([0.1, 0.3])})
+            printer.update(u, {"update_steps": np.full((2, 1), 10),
+                               "env_steps": np.full((2, 1), (u + 1) * 10),
+                               "episode_return": np.full((2, 1), -float(u)),
+                               "kl": np.array([[[0.1, 0.3]], [[0.1, 0.3]]])}, 0.5)
 
     lines = io.StringIO()
-    feed(progress.ProgressPrinter(2, 3, 1, lines))  # not a terminal: lines
+    feed(progress.ProgressPrinter(2, 3, lines))  # not a terminal: lines
     text = lines.getvalue().splitlines()
     assert len(text) == 3 and text[-1].startswith("update     3/3") and "kl 0.2000" in text[-1]
+    assert "steps/s        40" in text[-1]  # 2 runs x 10 steps in 0.5 s
     bar = io.StringIO()
-    feed(progress.ProgressPrinter(2, 3, 1, bar, bar=True))
+    feed(progress.ProgressPrinter(2, 3, bar, bar=True))
     out = bar.getvalue()
     assert "3/3" in out and "return=-2.000" in out and "update     1/3" not in out
 
 
-def test_run_feeds_loggers_each_chunk_with_the_metrics_of_the_run(tmp_path):
-    # chunks equal the one-piece run: tests/test_checkpoint.py and tests/test_cli.py
-    env = dpo_jax.make_env("mpe_spread", num_agents=2)
-    cfg = dpo_jax.TrainConfig(num_envs=2, num_steps=8, total_timesteps=2 * 8 * 5,
-                              num_epochs=1, num_minibatches=1, hidden_size=8)
-    keys = experiments.stack_keys(0, 2)
+def test_a_chunked_run_is_one_program_without_host_callbacks():
+    """Progress and logs come from the host between chunks, so the compiled chunk
+    program has no host callback (XLA's persistent cache can keep it)."""
+    import jax
+    import jax.numpy as jnp
 
-    class Recorder(loggers.Logger):
-        def __init__(self):
-            super().__init__([{"seed": 0}, {"seed": 1}])
-            self.calls = []
+    from dpo_jax.training.trainer import make_trainer
 
-        def start(self, first_update, history=None):
-            self.calls.append(("start", first_update))
-
-        def write(self, first_update, metrics):
-            self.calls.append(("write", first_update, {k: v.copy() for k, v in metrics.items()}))
-
-        def close(self):
-            self.calls.append(("close",))
-
-    rec = Recorder()
-    chunked = experiments.run(cfg, env, keys, progress=False, chunk_updates=2, loggers=[rec])
-    assert [c[:2] for c in rec.calls] == [("start", 0), ("write", 0), ("write", 2),
-                                          ("write", 4), ("close",)]
-    for name, value in chunked.metrics.items():
-        logged = np.concatenate([c[2][name] for c in rec.calls if c[0] == "write"], axis=1)
-        np.testing.assert_array_equal(logged, value, err_msg=name)
-    with pytest.raises(ValueError, match="name the same chunk size"):
-        experiments.run(cfg, env, keys, progress=False, chunk_updates=2, checkpoint_every=3)
-
-
-def test_a_missing_logger_package_is_named_with_its_install_line(monkeypatch, tmp_path):
-    monkeypatch.setitem(loggers.LOGGER_PACKAGES, "wandb", "no_such_package_xyz")
-    with pytest.raises(ImportError, match=r'pip install "dpo-jax\[wandb\]"'):
-        loggers.make_loggers(tmp_path, LABELS, ["wandb"])
-    with pytest.raises(ValueError, match="unknown logger"):
-        loggers.check_extras(["mlflow"])
+    env = dpo_jax.make_env("stochastic_game_small", num_states=4)
+    cfg = dpo_jax.TrainConfig(num_envs=2, num_steps=4, total_timesteps=2 * 4 * 5, hidden_size=8)
+    trainer = make_trainer(cfg, env, 2)
+    state = jax.vmap(trainer.init, in_axes=(0, None, None))(
+        experiments.stack_keys(0, 2), None, env)
+    text = jax.jit(jax.vmap(trainer.run, in_axes=(0, None, None, None))).lower(
+        state, jnp.int32(0), None, env).as_text()
+    assert "callback" not in text.lower()
+    lines = io.StringIO()
+    out = experiments.run(cfg, env, experiments.stack_keys(0, 2), progress=2, stream=lines)
+    assert [line.split()[1] for line in lines.getvalue().splitlines()] == ["2/5", "4/5", "5/5"]
+    assert out.metrics["loss"].shape[1] == 5

@@ -2,13 +2,13 @@
 
 After every chunk of updates ``running.experiments.run`` saves, in this order:
 
-1. ``metrics_<start>_<end>.npz``: the metrics of that chunk only (so a save costs
-   the same at update 10 and at update 10,000);
+1. ``metrics/metrics_<start>_<end>.npz``: the metrics since the last checkpoint
+   only (so a save costs the same at update 10 and at update 10,000);
 2. ``update_<end>/``: the whole state of every run (agents, optimiser states,
    betas, value-norm statistics, env states, keys, replay buffers) with orbax;
-3. ``update_<end>.json``, the *manifest*: a SHA-256 digest of every state array
-   and of the chunk's metrics file. It is written last, atomically (a rename), so
-   a checkpoint without one is incomplete.
+3. ``manifests/update_<end>.json``, the *manifest*: a SHA-256 digest of every
+   state array and of the metrics file. It is written last, atomically (a rename),
+   so a checkpoint without one is incomplete.
 
 :func:`restore_latest` walks the checkpoints from the newest: one that is
 incomplete, unreadable, or whose data do not match its digests is reported by path
@@ -119,12 +119,16 @@ def _state_path(folder: str | pathlib.Path, updates_done: int) -> pathlib.Path:
     return pathlib.Path(folder).absolute() / f"update_{updates_done:08d}"
 
 
+MANIFESTS = "manifests"
+METRICS = "metrics"
+
+
 def _manifest_path(folder: str | pathlib.Path, updates_done: int) -> pathlib.Path:
-    return pathlib.Path(folder).absolute() / f"update_{updates_done:08d}.json"
+    return pathlib.Path(folder).absolute() / MANIFESTS / f"update_{updates_done:08d}.json"
 
 
-def _metrics_name(start: int, end: int) -> str:
-    return f"metrics_{start:08d}_{end:08d}.npz"
+def _metrics_path(folder: str | pathlib.Path, start: int, end: int) -> pathlib.Path:
+    return pathlib.Path(folder).absolute() / METRICS / f"metrics_{start:08d}_{end:08d}.npz"
 
 
 def write_atomic(path: pathlib.Path, data: bytes) -> None:
@@ -141,10 +145,10 @@ def write_atomic(path: pathlib.Path, data: bytes) -> None:
 def checkpoints(folder: str | pathlib.Path) -> list[int]:
     """The update counts of the complete checkpoints (with a manifest) in
     ``folder``, ascending."""
-    folder = pathlib.Path(folder)
-    if not folder.is_dir():
+    manifests = pathlib.Path(folder) / MANIFESTS
+    if not manifests.is_dir():
         return []
-    found = (_MANIFEST.match(p.name) for p in folder.iterdir() if p.is_file())
+    found = (_MANIFEST.match(entry.name) for entry in os.scandir(manifests) if entry.is_file())
     return sorted(int(m.group(1)) for m in found if m)
 
 
@@ -157,8 +161,8 @@ def latest(folder: str | pathlib.Path) -> Optional[int]:
 def has_any(folder: str | pathlib.Path) -> bool:
     """Whether ``folder`` holds a checkpoint, complete or not (a run was started)."""
     folder = pathlib.Path(folder)
-    return folder.is_dir() and any(_STEP.match(p.name) or _MANIFEST.match(p.name)
-                                   for p in folder.iterdir())
+    return folder.is_dir() and (bool(checkpoints(folder)) or any(
+        _STEP.match(p.name) for p in folder.iterdir()))
 
 
 def read_json(path: pathlib.Path, what: str) -> Any:
@@ -220,9 +224,10 @@ def save(folder: str | pathlib.Path, start: int, updates_done: int, state: Any,
 
     folder = pathlib.Path(folder).absolute()
     main = sharding.is_main_process()
-    metrics_file = folder / _metrics_name(start, updates_done)
+    metrics_file = _metrics_path(folder, start, updates_done)
     if main:
-        folder.mkdir(parents=True, exist_ok=True)
+        for sub in (MANIFESTS, METRICS):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
         import io
 
         buffer = io.BytesIO()
@@ -251,14 +256,17 @@ def save(folder: str | pathlib.Path, start: int, updates_done: int, state: Any,
 
 def prune(folder: pathlib.Path, keep: int) -> None:
     """Delete the state folders of all but the ``keep`` newest complete checkpoints
-    (and any incomplete state folder older than the newest complete one)."""
-    done = checkpoints(folder)
-    kept = set(done[-keep:]) if keep > 0 else set(done)
-    newest = done[-1] if done else -1
-    for path in folder.iterdir():
-        m = _STEP.match(path.name)
-        if m and path.is_dir() and int(m.group(1)) not in kept and int(m.group(1)) < newest:
-            shutil.rmtree(path, ignore_errors=True)
+    (and any incomplete state folder older than the newest complete one). The
+    folder holds at most ``keep`` + 1 state folders, so this costs the same at every
+    save; manifests and metrics live in their own sub-folders."""
+    states = sorted(int(m.group(1)) for entry in os.scandir(folder)
+                    for m in [_STEP.match(entry.name)] if m and entry.is_dir())
+    complete = [n for n in states if _manifest_path(folder, n).exists()]
+    kept = set(complete[-keep:])
+    newest = complete[-1] if complete else -1
+    for n in states:
+        if n not in kept and n < newest:
+            shutil.rmtree(_state_path(folder, n), ignore_errors=True)
 
 
 def _first_words(err: Exception, limit: int = 240) -> str:
@@ -294,7 +302,7 @@ def _load_metrics(folder: pathlib.Path, updates_done: int,
         if entry is None:
             raise CheckpointError(f"{str(folder)!r}: no manifest covers update {at} (the "
                                   f"metrics of updates {at}.. are missing)")
-        path = folder / entry["metrics_file"]
+        path = folder / METRICS / entry["metrics_file"]
         if not path.exists() or file_digest(path) != entry["metrics_sha256"]:
             raise CheckpointError(f"{str(path)!r} is missing or does not match its digest")
         with np.load(path) as data:

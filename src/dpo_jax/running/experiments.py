@@ -27,7 +27,7 @@ from dpo_jax.envs.base import MultiAgentEnv, validate_env
 from dpo_jax.parallel import sharding
 from dpo_jax.running import checkpoint
 from dpo_jax.running.loggers import Logger
-from dpo_jax.running.progress import DISCARD, ProgressPrinter
+from dpo_jax.running.progress import DISCARD, ProgressPrinter, interval
 from dpo_jax.running.results import exact_env_steps
 from dpo_jax.training import faults
 from dpo_jax.training.chunks import valid_rows
@@ -57,9 +57,12 @@ class RunOutput(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Checkpointing:
-    """Where and how often a chunked run saves (``folder=None``: chunks, no saves)."""
+    """How a chunked run goes: ``chunk`` updates per call of the compiled program
+    (progress, logs and fault checks after each), a checkpoint in ``folder`` every
+    ``every`` updates (a multiple of ``chunk``; ``folder=None``: no saves)."""
 
     folder: Optional[pathlib.Path]
+    chunk: int
     every: int
     resume: bool = False
     stop_after: Optional[int] = None
@@ -160,33 +163,35 @@ def run(
     labels: Optional[Sequence[Mapping[str, Any]]] = None,
 ) -> RunOutput:
     """Train ``len(keys)`` runs as one compiled ``vmap`` (seeds, and sweeps via ``obj``
-    with a matching leading axis). ``progress``: False, True (every update) or a
-    print interval in updates; ``stream``: where it goes (default ``sys.stdout``).
-    Compile and run times are measured separately.
+    with a matching leading axis). Compile and run times are measured separately.
 
-    Chunks and checkpoints: with ``checkpoint_dir`` the updates run in chunks of
-    ``checkpoint_every`` (default: all of them), all by ONE compiled program (a
-    shorter last chunk too), and after each chunk the state of every run and the
-    chunk's metrics are saved there (``running.checkpoint``: digests, fallback to
-    the newest sound checkpoint, ``keep_checkpoints`` state folders kept).
+    Chunks: the updates run in chunks of ``chunk_updates`` updates, all by ONE
+    compiled program (a shorter last chunk too), with the host between chunks:
+    ``progress`` (False, True for a bar of about a hundred steps, or an interval in
+    updates, which is then the default chunk) is shown, ``loggers`` are fed, and the
+    chunk is checked for non-finite values. Nothing runs on the host from inside the
+    program, so XLA's persistent compilation cache can keep it. Without progress,
+    loggers or checkpoints the run is one call of ``make_train``'s program.
+
+    Checkpoints: with ``checkpoint_dir`` the state of every run and the metrics are
+    saved there every ``checkpoint_every`` updates (default: at the end; rounded up
+    to a multiple of the chunk), by ``running.checkpoint`` (digests, fallback to the
+    newest sound checkpoint, ``keep_checkpoints`` state folders kept).
     ``resume=True`` continues from the newest sound checkpoint (the folder records
     the run's settings; another config, env, keys or ``obj`` is refused); a folder
     that already holds checkpoints needs ``resume=True``. ``stop_after`` ends the
     run at the first checkpoint at or after that many updates; the metrics then
     cover only the updates done. On CPU a stopped and resumed run gives exactly the
-    metrics of the uninterrupted one. ``chunk_updates`` runs the same chunks
-    without saving (``checkpoint_every`` is its other name), e.g. to feed
-    ``loggers`` as training goes.
+    metrics of the uninterrupted one.
 
     Non-finite values (``nan_policy="raise"``): after every chunk (or at the end of
     a run in one piece) ``faults.NonFiniteError`` names the update, the runs
-    (``labels``), the cause and the metrics; a chunked run stops there and keeps its
-    last sound checkpoint.
+    (``labels``), the cause and the metrics; a checkpointed run stops there and
+    keeps its last sound checkpoint.
 
-    ``loggers`` (``running.loggers``) get each chunk's metrics from the host after
-    it has run (a run in one piece: once, at the end) with the exact int64
+    ``loggers`` (``running.loggers``) get each chunk's metrics with the exact int64
     ``env_steps``; on resume ``start(first_update, history)`` hands them the
-    checkpoint's metrics of every earlier update. Only process 0 logs.
+    checkpoint's metrics of every earlier update. Only process 0 logs and prints.
 
     ``devices`` (default: every device, of every process after
     ``jax.distributed.initialize``; on a CPU ``dpo_jax.runtime`` makes one per core)
@@ -205,32 +210,23 @@ def run(
     "iddpg")``), which take no ``obj``."""
     cfg, keys, num_runs = check_inputs(cfg, env, keys, obj)
     placement = place(cfg, env, keys, obj, num_runs, devices, shard)
-    if (checkpoint_every is not None and chunk_updates is not None
-            and checkpoint_every != chunk_updates):
-        raise ValueError(f"checkpoint_every={checkpoint_every!r} and chunk_updates="
-                         f"{chunk_updates!r} name the same chunk size: pass one")
-    every = checkpoint_every if chunk_updates is None else chunk_updates
-    if checkpoint_dir is None and (resume or stop_after is not None):
-        raise ValueError("resume and stop_after need checkpoint_dir")
+    if checkpoint_dir is None and (resume or stop_after is not None
+                                   or checkpoint_every is not None):
+        raise ValueError("resume, stop_after and checkpoint_every need checkpoint_dir")
     loggers = list(loggers) if sharding.is_main_process() else []
     labels = list(labels) if labels is not None else None
+    n_updates = num_updates(cfg, env)
     printer = None
     if progress:
-        interval = 1 if progress is True else int(progress)
-        # every process runs the same program (callback included); process 0 prints
-        printer = ProgressPrinter(placement.padded, num_updates(cfg, env), interval,
+        printer = ProgressPrinter(num_runs, n_updates,
                                   stream if sharding.is_main_process() else DISCARD)
     try:
-        if checkpoint_dir is not None or every is not None:
-            plan = _checkpointing(cfg, env, every, checkpoint_dir, resume, stop_after,
-                                  keep_checkpoints)
-            return _ChunkedRun(cfg, env, placement, num_runs, printer, plan, loggers,
-                               labels, _describe(keys, obj)).run()
-        out = _run_whole(cfg, env, placement, num_runs, printer, labels)
-        for logger in loggers:
-            logger.start(0)
-            logger.write(0, _logged(out.metrics, num_runs))
-        return out
+        if checkpoint_dir is None and chunk_updates is None and not progress and not loggers:
+            return _run_whole(cfg, env, placement, num_runs, labels)
+        plan = _checkpointing(n_updates, chunk_updates, progress, checkpoint_dir,
+                              checkpoint_every, resume, stop_after, keep_checkpoints)
+        return _ChunkedRun(cfg, env, placement, num_runs, printer, plan, loggers,
+                           labels, _describe(keys, obj)).run()
     finally:
         if printer is not None:
             printer.close()
@@ -238,22 +234,29 @@ def run(
             logger.close()
 
 
-def _checkpointing(cfg: AnyConfig, env: MultiAgentEnv, every: Optional[int],
-                   folder: Optional[str | pathlib.Path], resume: bool,
+def _checkpointing(n_updates: int, chunk: Optional[int], progress: bool | int,
+                   folder: Optional[str | pathlib.Path], every: Optional[int], resume: bool,
                    stop_after: Optional[int], keep: int) -> Checkpointing:
-    n_updates = num_updates(cfg, env)
-    every = n_updates if every is None else every
-    if not is_int(every) or every < 1:
-        raise ValueError(f"checkpoint_every={every!r}: expected an int >= 1")
-    if stop_after is not None and (not is_int(stop_after) or stop_after < 1):
-        raise ValueError(f"stop_after={stop_after!r}: expected an int >= 1 (updates)")
+    """The chunk size (``chunk_updates``; else the progress interval; else the
+    checkpoint interval; else the whole run) and the checkpoint interval (a multiple
+    of the chunk), checked."""
+    for name, value in (("chunk_updates", chunk), ("checkpoint_every", every),
+                        ("stop_after", stop_after)):
+        if value is not None and (not is_int(value) or value < 1):
+            raise ValueError(f"{name}={value!r}: expected an int >= 1 (updates)")
     if not is_int(keep) or keep < 1:
         raise ValueError(f"keep_checkpoints={keep!r}: expected an int >= 1")
+    if chunk is None:
+        chunk = interval(progress, n_updates) if progress else (every or n_updates)
+        chunk = min(chunk, every) if every else chunk
+    chunk = min(int(chunk), n_updates)
+    every = n_updates if every is None else int(every)
+    every = min(-(-every // chunk) * chunk, -(-n_updates // chunk) * chunk)
     folder = None if folder is None else pathlib.Path(folder)
     if folder is not None and checkpoint.has_any(folder) and not resume:
         raise ValueError(f"checkpoint folder {str(folder)!r} already holds a run: pass "
                          f"resume=True (--resume) to continue it, or use a new folder")
-    return Checkpointing(folder, min(int(every), n_updates), resume, stop_after, keep)
+    return Checkpointing(folder, chunk, every, resume, stop_after, keep)
 
 
 def _describe(keys: jax.Array, obj: Optional[ObjectiveParams]) -> dict[str, Any]:
@@ -272,9 +275,9 @@ def _logged(metrics: Mapping[str, np.ndarray], num_runs: int) -> dict[str, np.nd
 
 
 def _run_whole(cfg: AnyConfig, env: MultiAgentEnv, placement: Placement, num_runs: int,
-               printer: Any, labels: Optional[list]) -> RunOutput:
+               labels: Optional[list]) -> RunOutput:
     """``run`` in one compiled call (no chunks)."""
-    train = make_train(cfg, env, progress=printer, env_constraint=placement.constrain)
+    train = make_train(cfg, env, env_constraint=placement.constrain)
     if len(placement.in_axes) == 3:
         vmapped = jax.vmap(train, in_axes=placement.in_axes)
     else:
@@ -318,9 +321,8 @@ class _ChunkedRun:
             checkpoint.check_run(plan.folder, {
                 "config": cfg.__dict__, "env": repr(env), "runs": num_runs,
                 "padded_runs": placement.padded, "checkpoint_every": plan.every,
-                **described})
-        self.trainer = make_trainer(cfg, env, plan.every, progress=printer,
-                                    env_constraint=placement.constrain)
+                "chunk_updates": plan.chunk, **described})
+        self.trainer = make_trainer(cfg, env, plan.chunk, env_constraint=placement.constrain)
 
     def _compile(self) -> tuple[Any, Any, float]:
         """The initial state and the chunk program (compiled once), and the compile
@@ -354,38 +356,47 @@ class _ChunkedRun:
         state, program, compile_s = self._compile()
         like = checkpoint.metrics_like(program.out_info[1])
         state, start, parts = self._resume(state, like)
-        resumed_at = start
+        resumed_at = saved_at = start
         history = _logged(parts[0], self.num_runs) if parts else None
         for logger in self.loggers:
             logger.start(start, history)
-        end = self.n_updates if self.plan.stop_after is None else min(
-            self.n_updates, self.plan.stop_after)
+        end = self.n_updates
+        if self.plan.stop_after is not None:  # the first checkpoint at or after it
+            end = min(end, -(-self.plan.stop_after // self.plan.every) * self.plan.every)
         state_sharding = program.input_shardings[0][0]
-        run_s = 0.0
+        run_s, pending = 0.0, []
+        steps_so_far = (np.sum(np.asarray(parts[0]["update_steps"], np.int64), axis=1)
+                        if parts else 0)  # per run: the exact env steps before `start`
         while start < end:
             state = jax.device_put(state, state_sharding)
             t0 = time.perf_counter()
             state, metrics = jax.block_until_ready(
                 program(state, jnp.int32(start), *self.placement.args[1:]))
-            run_s += time.perf_counter() - t0
-            count = valid_rows(start, self.plan.every, self.n_updates)
+            seconds = time.perf_counter() - t0
+            run_s += seconds
+            count = valid_rows(start, self.plan.chunk, self.n_updates)
             chunk = {k: np.asarray(v)[:, :count]
                      for k, v in sharding.gather(metrics).items()}
             self._check(chunk, start)
-            checkpoint.fault_point("after_chunk", start + count)
-            if self.plan.folder is not None:
-                checkpoint.save(self.plan.folder, start, start + count, state, chunk,
-                                self.plan.keep)
+            done = start + count
+            checkpoint.fault_point("after_chunk", done)
             parts.append(chunk)
-            if self.loggers:
-                steps = exact_env_steps({"update_steps": np.concatenate(
-                    [p["update_steps"] for p in parts], axis=1)})
-                rows = _logged(chunk, self.num_runs)
-                rows["env_steps"] = steps[:self.num_runs, start:start + count]
-                for logger in self.loggers:
-                    logger.write(start, rows)
-            checkpoint.fault_point("after_logs", start + count)
-            start += count
+            pending.append(chunk)
+            if self.plan.folder is not None and (done % self.plan.every == 0 or done == end):
+                checkpoint.save(self.plan.folder, saved_at, done, state,
+                                {k: np.concatenate([p[k] for p in pending], axis=1)
+                                 for k in chunk}, self.plan.keep)
+                pending, saved_at = [], done
+            steps = steps_so_far + exact_env_steps(chunk).T  # [chunk, runs]
+            steps_so_far = steps[-1]
+            rows = {k: v[:self.num_runs] for k, v in chunk.items()}
+            rows["env_steps"] = steps.T[:self.num_runs]
+            for logger in self.loggers:
+                logger.write(start, rows)
+            checkpoint.fault_point("after_logs", done)
+            if self.printer is not None:
+                self.printer.update(start, rows, seconds)
+            start = done
         metrics = {k: np.concatenate([p[k] for p in parts], axis=1) for k in like}
         result = sharding.drop_padding(
             sharding.gather(self.trainer.result(state, metrics)), self.num_runs)

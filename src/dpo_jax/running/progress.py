@@ -1,17 +1,16 @@
 """Progress of a run while it trains: lines in logs, a bar on a terminal or in a
 notebook.
 
-The trainer calls a progress function from inside the compiled program
-(``jax.debug.callback``) with each update's metrics; under ``vmap`` over R runs it
-fires once per run and update. :class:`ProgressPrinter` waits for all R, then
-shows the mean over runs of the episode return, the KL and beta_2 (IQL: the greedy
-return and epsilon; the stochastic game: J/J*) and the env steps per second.
+``running.experiments.run`` runs a job in chunks of updates and hands each chunk's
+metrics (``[runs, K, ...]`` host arrays) to :class:`ProgressPrinter` between them.
+Nothing is called from inside the compiled program, so the program stays a plain
+function of its inputs, which XLA's persistent compilation cache can store (a
+program with a host callback is not cached).
 """
 
 from __future__ import annotations
 
 import sys
-import time
 import warnings
 from typing import Any, Mapping, Optional, TextIO
 
@@ -48,93 +47,95 @@ class _Discard:
 DISCARD: TextIO = _Discard()  # type: ignore[assignment]
 
 
-class ProgressPrinter:
-    """Host-side progress for ``make_train(progress=...)``.
+def interval(progress: bool | int, num_updates: int) -> int:
+    """Updates per progress report: ``progress`` when an int, else about a
+    hundredth of the run (a bar's granularity)."""
+    if progress is True:
+        return max(1, round(num_updates / 100))
+    return max(1, int(progress))
 
-    ``every``: updates between lines (a bar updates at every one). ``bar``: a tqdm
-    bar instead of lines; default (``None``): a bar on a terminal (tqdm) and in a
-    notebook (``tqdm.auto``: a widget where ipywidgets is installed), plain lines
-    otherwise (logs, pipes). ``stream`` is read when each line is written (default:
-    ``sys.stdout`` at that moment, so a notebook cell's output catches it). A
-    faulty update (``metrics["fault"]``) is announced once, when it happens.
+
+class ProgressPrinter:
+    """Shows the progress of ``num_runs`` runs of ``total_updates`` updates.
+
+    ``update(first_update, metrics, seconds)`` reports a chunk: its metrics
+    (leaves ``[runs, K, ...]``, ``env_steps`` the exact count) and the seconds it
+    trained. A line (or the bar's postfix) gives the mean over runs of the episode
+    return, the KL and beta_2 (IQL: the greedy return and epsilon; the stochastic
+    game: J/J*) at the chunk's last update, and the env steps per second of the
+    chunk (all runs). ``bar``: a tqdm bar instead of lines; default (``None``): a bar
+    on a terminal (tqdm) and in a notebook (``tqdm.auto``: a widget where ipywidgets
+    is installed), plain lines otherwise (logs, pipes). ``stream`` is read at each
+    write (default: ``sys.stdout`` at that moment, so a notebook cell catches it). A
+    faulty update is announced once.
     """
 
-    def __init__(self, num_runs: int, total_updates: int, every: int = 1,
-                 stream: Optional[TextIO] = None, bar: Optional[bool] = None) -> None:
+    def __init__(self, num_runs: int, total_updates: int, stream: Optional[TextIO] = None,
+                 bar: Optional[bool] = None) -> None:
         self.num_runs = num_runs
         self.total_updates = total_updates
-        self.every = max(1, every)
         self._stream = stream
         self.notebook = in_notebook()
         if bar is None:
             bar = self.notebook or bool(getattr(self.stream, "isatty", lambda: False)())
         self.bar = bar
         self._tqdm: Any = None
-        self._pending: dict[int, list[Mapping[str, np.ndarray]]] = {}
-        self._t0: Optional[float] = None
-        self._steps0 = 0.0
         self._fault_shown = False
 
     @property
     def stream(self) -> TextIO:
         return self._stream if self._stream is not None else sys.stdout
 
-    def __call__(self, metrics: Mapping[str, np.ndarray]) -> None:
-        update = int(metrics["update"])
-        rows = self._pending.setdefault(update, [])
-        rows.append(metrics)
-        if len(rows) < self.num_runs:
-            return
-        del self._pending[update]
-        self._show_fault(update, rows)
-        steps = float(rows[0]["env_steps"]) * self.num_runs
-        now = time.perf_counter()
-        if self._t0 is None:
-            self._t0, self._steps0 = now, steps
-        last = update + 1 == self.total_updates
-        if update % self.every and not last and not self.bar:
-            return
-        elapsed = now - self._t0
-        rate = (steps - self._steps0) / elapsed if elapsed > 0 else float("nan")
+    def update(self, first_update: int, metrics: Mapping[str, np.ndarray],
+               seconds: float) -> None:
+        """Report the chunk of updates ``first_update ..`` (see the class docstring)."""
+        runs = slice(0, self.num_runs)
+        count = int(np.shape(metrics["env_steps"])[1])
+        last = first_update + count - 1
+        self._show_fault(first_update, metrics)
+        steps = float(np.sum(np.asarray(metrics["update_steps"], np.float64)[runs]))
+        rate = steps / seconds if seconds > 0 else float("nan")
         with warnings.catch_warnings():  # no episode finished yet: NaN, quietly
             warnings.simplefilter("ignore", RuntimeWarning)
-            ret = np.nanmean([float(r["episode_return"]) for r in rows])
-            extra = {label: f"{np.nanmean([np.mean(r[name]) for r in rows]):{fmt}}"
-                     for name, label, fmt in _SHOWN if name in rows[0]}
+            ret = float(np.nanmean(np.asarray(metrics["episode_return"], np.float64)[runs, -1]))
+            extra = {label: f"{np.nanmean(np.asarray(metrics[name], np.float64)[runs, -1]):{fmt}}"
+                     for name, label, fmt in _SHOWN if name in metrics}
+        env_steps = int(np.asarray(metrics["env_steps"])[0, -1])
         if self.bar:
-            self._show_bar(update, rate, ret, extra, last)
+            self._show_bar(last, rate, ret, extra)
             return
         extra_text = "".join(f"  {label} {value}" for label, value in extra.items())
-        print(f"update {update + 1:>5}/{self.total_updates}  env steps "
-              f"{int(rows[0]['env_steps']):>10,}  steps/s {rate:>9,.0f}  "
-              f"return {ret:>9.3f}{extra_text}", file=self.stream, flush=True)
+        print(f"update {last + 1:>5}/{self.total_updates}  env steps {env_steps:>10,}  "
+              f"steps/s {rate:>9,.0f}  return {ret:>9.3f}{extra_text}", file=self.stream,
+              flush=True)
 
-    def _show_fault(self, update: int, rows: list[Mapping[str, np.ndarray]]) -> None:
-        codes = [int(r.get("fault", 0)) for r in rows]
-        if self._fault_shown or not any(codes):
+    def _show_fault(self, first_update: int, metrics: Mapping[str, np.ndarray]) -> None:
+        if self._fault_shown or "fault" not in metrics:
+            return
+        codes = np.asarray(metrics["fault"])[:self.num_runs]
+        if not codes.any():
             return
         self._fault_shown = True
-        code = 0
-        for c in codes:
-            code |= c
-        runs = [i for i, c in enumerate(codes) if c]
-        print(f"update {update + 1}: {faults.describe(code)} in run(s) {runs}; those runs "
-              f"stop learning here (nan_policy='raise')", file=self.stream, flush=True)
+        row = int(np.argmax(codes.any(axis=0)))
+        runs = [int(r) for r in np.flatnonzero(codes[:, row])]
+        code = int(np.bitwise_or.reduce(codes[:, row]))
+        print(f"update {first_update + row + 1}: {faults.describe(code)} in run(s) {runs}; "
+              f"those runs stop learning here (nan_policy='raise')", file=self.stream,
+              flush=True)
 
-    def _show_bar(self, update: int, rate: float, ret: float, extra: Mapping[str, str],
-                  last: bool) -> None:
-        if self._tqdm is None:  # created at the first update seen (later on resume)
+    def _show_bar(self, last: int, rate: float, ret: float, extra: Mapping[str, str]) -> None:
+        if self._tqdm is None:  # created at the first chunk seen (later on resume)
             if self.notebook:
                 from tqdm.auto import tqdm
             else:
                 from tqdm import tqdm
-            self._tqdm = tqdm(total=self.total_updates, initial=update, unit="update",
+            self._tqdm = tqdm(total=self.total_updates, unit="update",
                               file=None if self.notebook else self.stream,
                               dynamic_ncols=True)
-        self._tqdm.update(update + 1 - self._tqdm.n)
-        self._tqdm.set_postfix({"return": f"{ret:.3f}", **extra,
-                                "steps/s": f"{rate:,.0f}"}, refresh=False)
-        if last:
+        self._tqdm.update(last + 1 - self._tqdm.n)
+        self._tqdm.set_postfix({"return": f"{ret:.3f}", **extra, "steps/s": f"{rate:,.0f}"},
+                               refresh=True)
+        if last + 1 >= self.total_updates:
             self.close()
 
     def close(self) -> None:
