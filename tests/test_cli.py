@@ -7,6 +7,9 @@ bad flags are named with the allowed values."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -144,22 +147,43 @@ def test_score_episode_masks_the_steps_after_the_end():
     assert float(never["episode_return"]) == pytest.approx(rewards.mean(-1).sum())
 
 
-def test_the_mujoco_renderer_draws_or_names_the_missing_gl_backend(tmp_path):
-    import mujoco
+def _gl_backend_works(backend: str) -> bool:
+    """Does ``mujoco.Renderer`` open under ``MUJOCO_GL=backend``? Asked of MuJoCo in
+    a child process (a failed context can abort the process that tried)."""
+    code = ("import mujoco; m = mujoco.MjModel.from_xml_string('<mujoco/>'); "
+            "mujoco.Renderer(m, 8, 8).close()")
+    env = {**os.environ, "MUJOCO_GL": backend}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          timeout=300).returncode == 0
 
+
+def test_the_mujoco_renderer_draws_or_names_the_missing_gl_backend(tmp_path):
+    """Drawn in a child process with the first backend that works: the test's own
+    process (which imported mujoco through MJX) never opens a GL context, so a machine
+    without OpenGL gets a message, not an abort."""
     env = dpo_jax.make_env("mamujoco_hopper_3x1")
-    try:  # does this machine have an OpenGL backend? asked of MuJoCo directly
-        mujoco.Renderer(env.mj_model, 8, 8).close()
-        has_gl = True
-    except Exception:
-        has_gl = False
     states = jax.jit(jax.vmap(lambda k: env.reset(k).state))(jax.random.split(jax.random.key(0), 3))
-    files, message = evaluate.render_mujoco(env, states, tmp_path / "hopper")
-    if has_gl:
+    working = [b for b in ("egl", "osmesa") if _gl_backend_works(b)]
+    files, message = evaluate.render_mujoco(env, states, tmp_path / "hopper",
+                                            backends=("egl", "osmesa"))
+    if working:
         from PIL import Image
         assert len(files) == 1 and Image.open(files[0]).n_frames == 3, message
+        assert f"MUJOCO_GL={working[0]}" in message
     else:
-        assert files == [] and "MUJOCO_GL" in message and "OpenGL" in message
+        assert files == [] and "MUJOCO_GL=egl" in message and "OpenGL" in message
+    files, message = evaluate.render_mujoco(env, states, tmp_path / "none",
+                                            backends=("no_such_backend",))
+    assert files == [] and not (tmp_path / "none.gif").exists()
+    assert "MUJOCO_GL=no_such_backend:" in message and "libosmesa" in message
+
+
+def test_the_gl_backends_tried_follow_the_users_setting():
+    from dpo_jax.running.mujoco_frames import candidate_backends
+
+    assert candidate_backends({"MUJOCO_GL": "osmesa", "DISPLAY": ":0"}) == ("osmesa",)
+    assert candidate_backends({"DISPLAY": ":0"}) == ("glfw", "egl", "osmesa")
+    assert candidate_backends({}) == ("egl", "osmesa")
 
 
 def _exit_message(capsys, argv):

@@ -14,15 +14,17 @@ info at its end (SMAX: ``won``, so the mean is the win rate).
 
 ``render_episode`` draws one episode: MPE tasks and simple spread as a PNG strip
 and a GIF (``dpo_jax.running.render``); MuJoCo tasks as GIF frames drawn by
-``mujoco.Renderer``, which needs an OpenGL backend (``MUJOCO_GL=egl`` or
-``osmesa``); without one it returns a message saying so instead of failing.
+``mujoco.Renderer`` in a child process (``dpo_jax.running.mujoco_frames``: a
+failed OpenGL context can abort a process), with the first backend that works
+(``MUJOCO_GL``, else glfw with a display, egl, osmesa); without one it returns a
+message saying so instead of failing.
 """
 
 from __future__ import annotations
 
 import pathlib
 import warnings
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -205,37 +207,25 @@ def render_episode(env: MultiAgentEnv, policy: PolicyFn, run_params: Any, key: A
 
 
 def render_mujoco(env: Any, states: Any, path: str | pathlib.Path, width: int = 320,
-                  height: int = 240, fps: Optional[int] = None
+                  height: int = 240, fps: Optional[int] = None,
+                  backends: Optional[Sequence[str]] = None
                   ) -> tuple[list[pathlib.Path], str]:
     """Frames of MJX states (``MaMuJoCoState``, leading time axis) drawn by
-    ``mujoco.Renderer`` into ``{path}.gif``; without an OpenGL backend returns no
-    file and a message naming what to install or set."""
-    import mujoco
+    ``mujoco.Renderer`` into ``{path}.gif``, in a child process with the first
+    OpenGL backend that works (``dpo_jax.running.mujoco_frames``; ``backends``: the
+    ``MUJOCO_GL`` values to try, default ``MUJOCO_GL`` if set, else glfw with a
+    display, egl, osmesa). Without any returns no file and a message naming each
+    backend's error and what to install or set."""
+    from dpo_jax.running import mujoco_frames
 
-    try:
-        renderer = mujoco.Renderer(env.mj_model, height, width)
-    # no GL context: mujoco's FatalError (GLFW), PyOpenGL's AttributeError / ImportError
-    # (EGL, OSMesa libraries missing), OSError (a library that does not load)
-    except (mujoco.FatalError, AttributeError, ImportError, OSError, RuntimeError) as err:
-        return [], (f"MuJoCo frames skipped: mujoco.Renderer needs an OpenGL backend "
-                    f"(set MUJOCO_GL=egl with a GPU driver, or MUJOCO_GL=osmesa with "
-                    f"libosmesa installed); it failed with {type(err).__name__}: {err}")
-    from PIL import Image
-
-    data = mujoco.MjData(env.mj_model)
-    qpos, qvel = np.asarray(states.data.qpos), np.asarray(states.data.qvel)
-    images = []
-    try:
-        for t in range(qpos.shape[0]):
-            data.qpos[:], data.qvel[:] = qpos[t], qvel[t]
-            mujoco.mj_forward(env.mj_model, data)
-            renderer.update_scene(data)
-            images.append(Image.fromarray(renderer.render()))
-    finally:
-        renderer.close()
     gif = pathlib.Path(path).with_suffix(".gif")
-    gif.parent.mkdir(parents=True, exist_ok=True)
     fps = fps or max(1, round(1 / env.dt))
-    images[0].save(gif, save_all=True, append_images=images[1:], duration=1000 // fps,
-                   loop=0)
-    return [gif], f"drew {len(images)} MuJoCo frames"
+    used, errors = mujoco_frames.draw_gif(
+        env.mj_model, np.asarray(states.data.qpos), np.asarray(states.data.qvel), gif,
+        width, height, fps, backends)
+    if used is None:
+        tried = "; ".join(f"MUJOCO_GL={b}: {e}" for b, e in errors.items())
+        return [], (f"MuJoCo frames skipped: mujoco.Renderer found no OpenGL backend "
+                    f"(set MUJOCO_GL=egl with a GPU driver or Mesa's libEGL, or "
+                    f"MUJOCO_GL=osmesa with libosmesa installed). Tried {tried}")
+    return [gif], f"drew {int(np.asarray(states.data.qpos).shape[0])} MuJoCo frames (MUJOCO_GL={used})"
