@@ -90,3 +90,24 @@ def test_version_is_the_package_metadata():
 def test_public_names_resolve():
     for name in dpo_jax.__all__:
         assert getattr(dpo_jax, name) is not None, name
+
+
+def test_every_subpackage_resolves_as_an_attribute_without_importing_it_first():
+    """``dpo_jax.config.preset_env_kwargs`` etc. in a fresh process (a script that only
+    ran ``import dpo_jax``), and an unknown name names itself in the error."""
+    proc = run_python("""
+        import pkgutil
+        import dpo_jax
+        names = sorted(m.name for m in pkgutil.iter_modules(dpo_jax.__path__)
+                       if not m.name.startswith("_"))
+        missing = [n for n in names if not hasattr(dpo_jax, n)]
+        print(names, missing, callable(dpo_jax.config.preset_env_kwargs))
+        try:
+            dpo_jax.not_a_module
+        except AttributeError as err:
+            print(err)
+    """)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first, second = proc.stdout.strip().splitlines()
+    assert "'config'" in first and first.endswith("[] True"), first
+    assert "not_a_module" in second

@@ -32,10 +32,13 @@ def gae(
     advantage of the next episode leak backwards.
 
     Args:
-      rewards, values, next_values: ``[T, ...]`` float arrays of one shape.
-      terminated, done: ``[T, ...]`` bools broadcastable to ``rewards`` (e.g. per
-        env ``[T, E, 1]`` against per agent ``[T, E, N]``); ``done`` = episode ended
-        (terminated or truncated) at t.
+      rewards: ``[T, ...]`` float array.
+      values: ``[T, ...]`` V(s_t), the shape of ``rewards``.
+      next_values: ``[T, ...]`` V(s_{t+1}) (the final observation's value at a
+        truncation), the shape of ``rewards``.
+      terminated: ``[T, ...]`` bools broadcastable to ``rewards`` (e.g. per env
+        ``[T, E, 1]`` against per agent ``[T, E, N]``): the episode terminated at t.
+      done: like ``terminated``: the episode ended (terminated or truncated) at t.
 
     Returns:
       ``(advantages, targets)`` with ``targets = advantages + values`` (the

@@ -259,8 +259,13 @@ def policy_loss(
     """One agent's policy loss (to minimise): minus eq. 19's objective, or IPPO's.
 
     Args:
-      log_prob, old_log_prob, advantages, kl, entropy: ``[B]`` per-sample values.
-      beta_sqrt, beta_kl: the agent's current beta_1, beta_2 (scalars).
+      log_prob: ``[B]`` log pi^i(a|o) under the parameters being updated.
+      old_log_prob: ``[B]`` the same under the rollout's parameters.
+      advantages: ``[B]`` the agent's advantages.
+      kl: ``[B]`` per-sample KL(pi_old^i || pi^i).
+      entropy: ``[B]`` per-sample entropy of pi^i.
+      beta_sqrt: the agent's current beta_1 (scalar).
+      beta_kl: the agent's current beta_2 (scalar).
       obj: the objective-family member (scalars).
       weights: optional ``[B]`` 0/1 active mask; every expectation (surrogate, KL,
         sqrt-KL, entropy) is then over the active samples only (MAPPO's
@@ -336,7 +341,8 @@ def adapt_betas(
     """Eq. 20 for all agents after an update.
 
     Args:
-      beta_sqrt, beta_kl: ``[N]`` current beta_1, beta_2.
+      beta_sqrt: ``[N]`` current beta_1.
+      beta_kl: ``[N]`` current beta_2.
       kl: ``[N]`` mean KL(pi_old^i || pi_new^i) over the update's whole batch.
       sqrt_kl: ``[N]`` mean sqrt(KL) over the batch (used by the code's rule).
 

@@ -262,9 +262,14 @@ class StochasticGame(MultiAgentEnv):
 
     Attributes:
       tables: the ``GameTables`` (the pytree's leaves).
-      num_states, num_actions, num_joint_actions, seed, episode_length,
-        start_state, never_reset: shape and construction parameters (``seed`` is
-        ``None`` for a game built from given tables).
+      num_states: the number of states S.
+      num_actions: actions per agent.
+      num_joint_actions: ``num_actions ** num_agents``.
+      seed: the seed the tables were drawn with (``None`` for a game built from
+        given tables).
+      episode_length: steps per episode (the horizon).
+      start_state: the state every episode starts in.
+      never_reset: the authors' training mode (module docs).
     """
 
     name = "stochastic_game"

@@ -171,18 +171,22 @@ def train(
       config: the settings (``dpo_jax.preset(...)`` or a ``TrainConfig``); its
         ``algo`` and ``d_target`` are the defaults of ``algos`` and ``d_targets``.
       env: a registered name (built with ``env_kwargs``) or an env.
-      algos, d_targets: the entries to compare (IPPO gets one entry: no d_target).
-      seeds, seed: runs per entry, from ``jax.random.split(key(seed), seeds)``
-        (the same keys for every entry).
+      algos: the algorithms to compare.
+      d_targets: the ``d_target`` values of each algorithm that has one (IPPO gets
+        one entry).
+      seeds: runs per entry, from ``jax.random.split(key(seed), seeds)`` (the same
+        keys for every entry).
+      seed: the seed of those keys.
       progress: False, True (every update) or an interval in updates; a bar on a
         terminal or in a notebook, lines in a log.
       out: a job folder (see the module docstring); needs ``env`` by name.
       checkpoint_every: updates per chunk (a checkpoint and logs after each; default
         a tenth of the updates with ``out``, else one piece).
-      resume, stop_after: continue the job in ``out`` / stop at the first checkpoint
-        at or after this many updates.
+      resume: continue the job in ``out``.
+      stop_after: stop at the first checkpoint at or after this many updates.
       log: extra loggers, ``"tensorboard"`` and/or ``"wandb"`` (with ``out``).
-      devices, shard: see ``running.experiments.run``.
+      devices: the devices to spread the runs over (see ``running.experiments.run``).
+      shard: what to split over them (see ``running.experiments.run``).
       report: where header and summary lines go (default: printed when
         ``progress``).
       command: the command line recorded in ``summary.json``.

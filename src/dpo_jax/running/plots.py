@@ -49,7 +49,8 @@ def plot_curves(
 
     Args:
       curves: label -> ``(env_steps [U], values [runs, U])``.
-      title, ylabel: the axes' texts.
+      title: the axes' title.
+      ylabel: the y axis's label.
       hlines: label -> a constant drawn as a dashed line (e.g. a random policy).
       smooth: each run is first smoothed by a trailing moving average over this
         many updates (default: U / 40, at least 1); the band is the 95% CI over runs.
