@@ -60,6 +60,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--parts", nargs="+", default=["authors", "ours", "report", "pooling"],
                    choices=["authors", "ours", "report", "pooling"])
     p.add_argument("--pooling-steps", type=int, default=50_000)
+    p.add_argument("--samplings", nargs="+", default=list(SAMPLINGS), choices=SAMPLINGS,
+                   help="sampling modes of the authors and report parts")
+    p.add_argument("--authors-critic", choices=["shipped", "local"], default="shipped",
+                   help="their MPE critic: shipped = their default use_centralized_V "
+                        "(all agents' observations), local = --use_centralized_V "
+                        "(the agent's own, as the paper and dpo-jax)")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--game-steps", type=int, default=30_000)
@@ -78,7 +84,7 @@ def run_authors(args: argparse.Namespace, folder: pathlib.Path) -> None:
     worker = ROOT / "benchmarks" / "authors_worker.py"
     for task in args.tasks:
         for seed in range(1, args.seeds + 1):
-            for sampling in SAMPLINGS:
+            for sampling in args.samplings:
                 for algo in ALGOS:
                     out = folder / f"{task}_{algo}_{sampling}_s{seed}.json"
                     if out.exists():
@@ -86,7 +92,8 @@ def run_authors(args: argparse.Namespace, folder: pathlib.Path) -> None:
                     cmd = ["nice", "-n", "19", args.authors_python, str(worker),
                            "--authors-tree", args.authors_tree, "--task", task,
                            "--algo", algo, "--sampling", sampling, "--seed", str(seed),
-                           "--steps", str(steps_of(args, task)), "--out", str(out)]
+                           "--steps", str(steps_of(args, task)), "--critic", args.authors_critic,
+                           "--out", str(out)]
                     proc = subprocess.run(cmd, capture_output=True, text=True)
                     if proc.returncode != 0:
                         raise SystemExit(f"their run failed: {' '.join(cmd)}\n"
@@ -211,7 +218,7 @@ def welch_agree(m1, h1, n1, m2, h2, n2) -> np.ndarray:
 def report(args: argparse.Namespace, folder: pathlib.Path, ours: dict) -> dict:
     table: dict[str, Any] = {}
     for task in args.tasks:
-        for sampling in SAMPLINGS:
+        for sampling in args.samplings:
             for algo in ALGOS:
                 theirs = authors_curves(folder, task, algo, sampling)
                 mine = ours[f"{task}/{algo}/{sampling}"]
@@ -241,10 +248,11 @@ def report(args: argparse.Namespace, folder: pathlib.Path, ours: dict) -> dict:
 def figure(args: argparse.Namespace, table: dict, path: pathlib.Path) -> None:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(args.tasks), 2, figsize=(10, 3.6 * len(args.tasks)),
+    fig, axes = plt.subplots(len(args.tasks), len(args.samplings),
+                             figsize=(5 * len(args.samplings), 3.6 * len(args.tasks)),
                              squeeze=False)
     for row, task in enumerate(args.tasks):
-        for col, sampling in enumerate(SAMPLINGS):
+        for col, sampling in enumerate(args.samplings):
             ax = axes[row, col]
             for algo, color in zip(ALGOS, ("C0", "C1")):
                 entry = table[f"{task}/{algo}/{sampling}"]

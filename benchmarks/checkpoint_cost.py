@@ -73,14 +73,19 @@ def main() -> None:
     d = np.asarray(durations)
     tenth = max(1, len(d) // 10)
     slope = np.polyfit(np.arange(len(d)), d, 1)[0] * 100
-    row = {"chunks": len(d), "runs": args.runs, "wall_s": wall,
+    row = {"command": "python benchmarks/checkpoint_cost.py " + " ".join(sys.argv[1:]),
+           "code": "this checkout" if hasattr(checkpoint, "MANIFESTS") else
+                   "a checkout from before per-chunk metrics (PYTHONPATH)",
+           "chunks": len(d), "runs": args.runs, "wall_s": wall,
            "save_s_first_10pct": float(d[:tenth].mean()),
            "save_s_last_10pct": float(d[-tenth:].mean()),
            "save_s_total": float(d.sum()), "slope_s_per_100_chunks": float(slope),
            "folder_bytes_at_end": size, "save_s": d.round(5).tolist()}
     out = pathlib.Path(args.out)
     data = json.loads(out.read_text()) if out.exists() else {}
-    data.update({"command": "python benchmarks/checkpoint_cost.py " + " ".join(sys.argv[1:]),
+    data.update({"command": "python benchmarks/checkpoint_cost.py --chunks 1000 --runs 64 "
+                            "--label after, then the same with --label before on the older "
+                            "checkout (each label's own command is in its row)",
                  "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
                  "jax": jax.__version__, "date": time.strftime("%Y-%m-%d")})
     data[args.label] = row

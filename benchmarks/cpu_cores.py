@@ -30,7 +30,9 @@ round-robin ``--repeats`` times so that the machine's drifts hit every entry ali
 Compile time is excluded from every env-steps-per-second figure (each job reports
 its own training time); wall time includes everything. Writes
 ``benchmarks/results/cpu_cores.json`` with the machine's core count and prints
-the tables.
+the tables. Parts not named in ``--parts`` keep their results from an earlier run
+on the same machine; each part records the command (``script_command``) and date
+that measured it.
 """
 
 from __future__ import annotations
@@ -275,16 +277,32 @@ def report(results: dict[str, Any]) -> None:
                           f"detection {anomaly}) {theirs:,.0f} env steps/s ({ours / theirs:.1f}x)")
 
 
+def kept_parts(out: pathlib.Path, machine: str) -> dict[str, Any]:
+    """The parts already in ``out`` when it was measured on the same machine, each
+    stamped with the command and date that produced it (a run of some ``--parts``
+    keeps the others)."""
+    try:
+        old = json.loads(out.read_text())
+    except (OSError, ValueError):
+        return {}
+    if old.get("machine") != machine:
+        return {}
+    return {name: {"script_command": old.get("command", ""), "script_date": old.get("date", ""),
+                   **old[name]} for name in PARTS if name in old}
+
+
 def main() -> None:
     args = parse_args()
     import jax
 
+    command = "python benchmarks/cpu_cores.py " + " ".join(sys.argv[1:])
+    date = time.strftime("%Y-%m-%d")
+    machine = (f"{platform.machine()}, {os.cpu_count()} CPU cores "
+               f"({cores()} usable), {platform.processor() or 'cpu'}")
+    out = pathlib.Path(args.out)
     results: dict[str, Any] = {
-        "command": "python benchmarks/cpu_cores.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores "
-                   f"({cores()} usable), {platform.processor() or 'cpu'}",
-        "usable_cores": cores(), "jax": jax.__version__,
-        "date": time.strftime("%Y-%m-%d")}
+        **kept_parts(out, machine), "command": command, "machine": machine,
+        "usable_cores": cores(), "jax": jax.__version__, "date": date}
     parts = {"quickstart": quickstart, "paper": paper, "jaxmarl": jaxmarl, "authors": authors}
     for name in args.parts:
         if name == "jaxmarl" and not args.jaxmarl_script:
@@ -293,8 +311,8 @@ def main() -> None:
         if name == "authors" and not (args.authors_tree and args.authors_python):
             print("authors: skipped (no --authors-tree / --authors-python)")
             continue
-        results[name] = parts[name](args, args.repeats)
-        out = pathlib.Path(args.out)
+        results[name] = {**parts[name](args, args.repeats), "script_command": command,
+                         "script_date": date, "repeats": args.repeats}
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1))  # after every part: partial results
     report(results)

@@ -19,10 +19,20 @@ import xml.etree.ElementTree as ET
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+def test_file(classname: str) -> str:
+    """The file of a JUnit ``classname`` (``tests.test_x`` or ``tests.test_x.SomeClass``)."""
+    parts = classname.split(".")
+    for end in range(len(parts), 0, -1):
+        path = "/".join(parts[:end]) + ".py"
+        if (ROOT / path).exists():
+            return path
+    return "/".join(parts) + ".py"
+
+
 def main(report: str) -> None:
     files: dict[str, dict] = {}
     for case in ET.parse(report).iter("testcase"):
-        name = case.get("classname", "").replace(".", "/") + ".py"
+        name = test_file(case.get("classname", ""))
         entry = files.setdefault(name, {"tests": 0, "seconds": 0.0})
         entry["tests"] += 1
         entry["seconds"] += float(case.get("time", 0))
