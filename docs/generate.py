@@ -1,0 +1,715 @@
+"""Numbers on the docs pages and the README, generated from the committed JSON.
+
+A page holds a block ``<!-- gen: NAME -->`` ... ``<!-- /gen -->``; :func:`render`
+fills it with ``TABLES[NAME]()``: a table or a sentence built from a results file,
+ending with the command, machine and date that file records (its last commit's
+date where the file records none). The mkdocs hook (``docs/hooks.py``) renders
+every page as it builds; ``python docs/generate.py`` rewrites the README's blocks
+in place and ``--check`` fails when the README differs from what the files say
+(the test suite runs it).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import subprocess
+import sys
+from typing import Callable
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+BLOCK = re.compile(r"(<!-- gen: (?P<name>[a-z_0-9]+) -->\n)(?P<body>.*?)(<!-- /gen -->)", re.S)
+
+
+def load(path: str) -> dict:
+    return json.loads((ROOT / path).read_text())
+
+
+def committed(path: str) -> str:
+    """The date of the file's last commit (YYYY-MM-DD), or 'uncommitted'."""
+    try:
+        out = subprocess.run(["git", "log", "-1", "--format=%cs", "--", path], cwd=ROOT,
+                             capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    return out or "uncommitted"
+
+
+def source(path: str, data: dict, command: str = "", machine: str = "") -> str:
+    """The provenance line of a table (``command`` / ``machine``: for result files
+    that do not record them)."""
+    machine = data.get("machine") or data.get("device") or machine
+    date = data.get("date") or f"{committed(path)} (commit)"
+    command = data.get("command") or command
+    return (f"*Source: `{path}`; command `{command}`; machine: {machine or 'not recorded'}; "
+            f"date {date}.*")
+
+
+def parts_source(path: str, data: dict, parts: tuple[str, ...]) -> str:
+    """The provenance line of a table built from some parts of a result file whose
+    parts may come from different runs (each part's ``script_command`` and
+    ``script_date``, else the file's own)."""
+    runs: dict[tuple[str, str], list[str]] = {}
+    for name in parts:
+        if name in data:
+            part = data[name]
+            key = (part.get("script_command", data.get("command", "")),
+                   part.get("script_date", data.get("date", "")))
+            runs.setdefault(key, []).append(name)
+    if len(runs) == 1:
+        (cmd, date), = runs
+        return f"*Source: `{path}`; command `{cmd}`; machine: {data['machine']}; date {date}.*"
+    cmds = "; ".join(f"{', '.join(names)}: `{cmd}` ({date})" for (cmd, date), names in runs.items())
+    return f"*Source: `{path}`; commands: {cmds}; machine: {data['machine']}.*"
+
+
+def k(x: float) -> str:
+    """A rate in thousands (``12.3k``) or as is below 1,000."""
+    return f"{x / 1e3:,.1f}k" if x >= 1e3 else f"{x:,.0f}"
+
+
+def best(rows: list[dict], key: str = "env_steps_per_s") -> float:
+    return max(r[key] for r in rows)
+
+
+# -- tables ---------------------------------------------------------------------------
+
+def cores_quickstart() -> str:
+    path = "benchmarks/results/cpu_cores.json"
+    d = load(path)
+    q = d["quickstart"]["runs"]
+    one, every = q["one core"], q["all cores"]
+    lines = ["| quick start | wall s | training s | env steps/s |", "|---|---|---|---|"]
+    for name, rows in (("one core (taskset, 1 device)", one),
+                       (f"every core ({d['usable_cores']} devices)", every)):
+        lines.append(f"| {name} | {min(r['wall_s'] for r in rows):.0f} | "
+                     f"{min(r['train_s'] for r in rows):.0f} | {k(best(rows))} |")
+    speedup = best(every) / best(one)
+    c, w = d["quickstart"]["cold_cache"], d["quickstart"]["warm_cache"]
+    lines += ["", f"Every core trains {speedup:.2f}x as fast as one (best of "
+                  f"{len(one)} round-robin repeats). First run (empty compilation cache): "
+                  f"compile {c['compile_s']:.0f} s, wall {c['wall_s']:.0f} s; second run: "
+                  f"compile {w['compile_s']:.1f} s, wall {w['wall_s']:.0f} s.", "",
+              parts_source(path, d, ("quickstart",))]
+    return "\n".join(lines)
+
+
+def cores_summary() -> str:
+    """One line for the README's first screen."""
+    path = "benchmarks/results/cpu_cores.json"
+    d = load(path)
+    q = d["quickstart"]["runs"]
+    parts = [f"every core of a {d['usable_cores']}-core CPU trains the quick start "
+             f"{best(q['all cores']) / best(q['one core']):.2f}x as fast as one core"]
+    if "jaxmarl" in d:
+        j = d["jaxmarl"]["runs"]
+        parts.append(f"at JaxMARL's IPPO settings dpo-jax runs "
+                     f"{best(j['dpo-jax, one core']) / best(j['jaxmarl, one core']):.2f}x "
+                     f"JaxMARL's speed per core and "
+                     f"{best(j['dpo-jax, all cores']) / best(j['jaxmarl, all cores']):.2f}x per "
+                     f"machine")
+    if "authors" in d:
+        a = d["authors"]["runs"]
+        ours = best(a["dpo-jax authors preset game, one core"])
+        off = best(a["authors game, anomaly detection off, one core"])
+        on = best(a["authors game, anomaly detection on, one core"])
+        ours_all = best(a["dpo-jax authors preset game, all cores"])
+        theirs_all = best(a["authors game, anomaly detection on, all cores"])
+        parts.append(f"on the authors' matrix game it is {ours / off:.0f}x their PyTorch "
+                     f"code per core ({ours / on:.0f}x as shipped, anomaly detection on) and "
+                     f"{ours_all / theirs_all:.0f}x per machine")
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:] + f" ({d.get('date', '')}, {d['machine']}; `{path}`)."
+
+
+def quickstart_time() -> str:
+    """The quick start's measured wall time, for the README."""
+    path = "benchmarks/results/cpu_cores.json"
+    d = load(path)
+    q = d["quickstart"]["runs"]
+    every = min(r["wall_s"] for r in q["all cores"])
+    one = min(r["wall_s"] for r in q["one core"])
+    return (f"It takes about {every:.0f} s on a {d['usable_cores']}-core CPU "
+            f"({d['machine'].split(',')[0]}; {one:.0f} s on one core; `{path}`).")
+
+
+def cores_peers() -> str:
+    path = "benchmarks/results/cpu_cores.json"
+    d = load(path)
+    lines = []
+    if "paper" in d:
+        p = d["paper"]["runs"]
+        lines += [f"Paper settings (`{d['paper']['command']}`): one core {k(best(p['one core']))} "
+                  f"env steps/s, every core {k(best(p['all cores']))} "
+                  f"({best(p['all cores']) / best(p['one core']):.2f}x).", ""]
+    if "jaxmarl" in d:
+        j = d["jaxmarl"]["runs"]
+        lines += ["| matched settings (JaxMARL IPPO-FF MPE) | one core | every core |",
+                  "|---|---|---|"]
+        for who in ("jaxmarl", "dpo-jax"):
+            label = "JaxMARL's own script" if who == "jaxmarl" else "dpo-jax IPPO (shared)"
+            lines.append(f"| {label} | {k(best(j[f'{who}, one core']))} | "
+                         f"{k(best(j[f'{who}, all cores']))} |")
+        lines += ["", d["jaxmarl"]["settings"] + ".", ""]
+    if "authors" in d:
+        a = d["authors"]["runs"]
+        lines += ["| authors' matrix game / MPE navigation, env steps/s | one core | "
+                  "every core |", "|---|---|---|"]
+        for task in ("game", "mpe"):
+            for label, key in ((f"authors' code ({task}), as shipped",
+                                f"authors {task}, anomaly detection on"),
+                               (f"authors' code ({task}), anomaly detection off",
+                                f"authors {task}, anomaly detection off"),
+                               (f"dpo-jax `authors` preset ({task})",
+                                f"dpo-jax authors preset {task}")):
+                lines.append(f"| {label} | {k(best(a[key + ', one core']))} | "
+                             f"{k(best(a[key + ', all cores']))} |")
+        lines += ["", "Their code runs one seed per process (per core: one process on one "
+                  "core; every core: one process per core at once); dpo-jax runs 3 seeds "
+                  "in one program, one env per run as their default.", ""]
+    lines.append(parts_source(path, d, ("paper", "jaxmarl", "authors")))
+    return "\n".join(lines)
+
+
+def matched_throughput() -> str:
+    path = "benchmarks/results/throughput_matched_cpu_cpu.json"
+    d = load(path)
+    names = ("JaxMARL IPPO (shared)", "IPPO shared", "IPPO independent", "DPO independent")
+    lines = ["| epochs / minibatches / width, envs | raw env | " + " | ".join(names) + " |",
+             "|---" * (2 + len(names)) + "|"]
+    for r in d["rows"]:
+        raw = r["raw env"]["env_steps_per_s"]
+        peer = r["JaxMARL IPPO (shared)"]["env_steps_per_s"]
+        cells = [f"{k(r[n]['env_steps_per_s'])}"
+                 + (f" ({r[n]['env_steps_per_s'] / peer:.2f}x)" if n != names[0] else "")
+                 for n in names]
+        lines.append(f"| {r['epochs']} / {r['minibatches']} / {r['width']}, {r['num_envs']} | "
+                     f"{k(raw)} | " + " | ".join(cells) + " |")
+    lines += ["", "Env steps per second of training (compile excluded), one core; in "
+              "brackets: the ratio to JaxMARL's own script.", "", source(path, d)]
+    return "\n".join(lines)
+
+
+def authors_parity() -> str:
+    path = "benchmarks/results/authors_parity/parity.json"
+    d = load(path)
+    lines = ["| task, algorithm, samples | at the end: authors' code | dpo-jax | agree at "
+             "logged points |", "|---|---|---|---|"]
+    for name, e in d["entries"].items():
+        task, algo, sampling = name.split("/")
+        a, o = e["authors"], e["dpo_jax"]
+        lines.append(f"| {task}, {algo.upper()}, {sampling.replace('_', '-')} | "
+                     f"{a['mean'][-1]:.3f} +- {a['ci95'][-1]:.3f} | "
+                     f"{o['mean'][-1]:.3f} +- {o['ci95'][-1]:.3f} | "
+                     f"{sum(e['agree'])}/{len(e['agree'])} |")
+    lines += ["", f"{d['seeds']} seeds each; game: exact J/J* after "
+              f"{d['game_steps']:,} env steps; MPE: mean episode return over the last tenth "
+              f"of {d['mpe_steps']:,} env steps; 95% t-intervals over seeds; agreement: "
+              f"Welch's 95% interval of the difference contains 0.", "", source(path, d)]
+    return "\n".join(lines)
+
+
+def _order(dpo: tuple[float, float, int], ippo: tuple[float, float, int]) -> str:
+    """"DPO ahead", "IPPO ahead" or "level": Welch's 95% interval of the difference
+    of two means given as (mean, 95% t-half-width, runs)."""
+    from scipy import stats
+
+    (m1, h1, n1), (m2, h2, n2) = dpo, ippo
+    se1, se2 = h1 / stats.t.ppf(0.975, n1 - 1), h2 / stats.t.ppf(0.975, n2 - 1)
+    se = (se1**2 + se2**2) ** 0.5
+    dof = se**4 / max(se1**4 / (n1 - 1) + se2**4 / (n2 - 1), 1e-300) if se > 0 else n1 + n2 - 2
+    if abs(m1 - m2) <= stats.t.ppf(0.975, dof) * se:
+        return "level"
+    return "DPO ahead" if m1 > m2 else "IPPO ahead"
+
+
+def _orderings() -> list[tuple[str, str, str, dict]]:
+    """(task, code, sampling, {"dpo": (m, h, n), "ippo": ..., "order": ...}) of the
+    parity runs (last logged point) and the pooling runs (final return)."""
+    rows = []
+    d = load("benchmarks/results/authors_parity/parity.json")
+    p = load("benchmarks/results/authors_parity/pooling.json")
+    nav_random = p["entries"]["mpe_navigation/dpo/pooled"]["random_return"]  # the same env
+    for task, label in (("game", f"matrix game, J/J* ({d['game_steps']:,} steps)"),
+                        ("mpe", f"MPE navigation ({d['mpe_steps']:,} steps)")):
+        for code, key in (("authors' code", "authors"), ("dpo-jax", "dpo_jax")):
+            for sampling in ("pooled", "per_agent"):
+                cell = {}
+                for algo in ("dpo", "ippo"):
+                    e = d["entries"][f"{task}/{algo}/{sampling}"][key]
+                    cell[algo] = (e["mean"][-1], e["ci95"][-1], e["runs"])
+                cell["order"] = _order(cell["dpo"], cell["ippo"])
+                if task == "mpe":
+                    cell["random"] = nav_random
+                rows.append((label, code, sampling, cell))
+    for task in ("mpe_navigation", "mpe_line", "mpe_circle"):
+        for sampling in ("pooled", "per_agent"):
+            cell = {}
+            for algo in ("dpo", "ippo"):
+                e = p["entries"][f"{task}/{algo}/{sampling}"]
+                cell[algo] = (e["final_return"], e["ci95"], e["runs"])
+            cell["order"] = _order(cell["dpo"], cell["ippo"])
+            cell["random"] = p["entries"][f"{task}/dpo/{sampling}"]["random_return"]
+            rows.append((f"{task} ({p['steps']:,} steps)", "dpo-jax", sampling, cell))
+    return rows
+
+
+def pooling_verdict() -> str:
+    """DPO vs IPPO per task, code and sampling mode, each tested (Welch, 95%)."""
+    rows = _orderings()
+    lines = ["| task | code | pooled samples: DPO vs IPPO | per-agent samples: DPO vs IPPO |",
+             "|---|---|---|---|"]
+    seen: dict[tuple[str, str], dict[str, dict]] = {}
+    for task, code, sampling, cell in rows:
+        seen.setdefault((task, code), {})[sampling] = cell
+    fmt = "{:.2f}"
+    for (task, code), cells in seen.items():
+        text = [f"{fmt.format(c['dpo'][0])} vs {fmt.format(c['ippo'][0])}: **{c['order']}**"
+                for c in (cells["pooled"], cells["per_agent"])]
+        lines.append(f"| {task} | {code} | {text[0]} | {text[1]} |")
+    counts = {k: sum(c["order"] == k for *_, c in rows) for k in
+              ("DPO ahead", "IPPO ahead", "level")}
+    lines += ["", f"Of {len(rows)} comparisons: DPO ahead in {counts['DPO ahead']}, IPPO ahead "
+              f"in {counts['IPPO ahead']}, level in {counts['level']} (Welch's 95% interval of "
+              "the difference, seeds as samples). Random-policy returns of the three MPE tasks: "
+              + ", ".join(f"{t.split(' ')[0]} {c['random']:.1f}" for t, code, s, c in rows
+                          if "random" in c and s == "pooled" and t.startswith("mpe_"))
+              + " (MPE navigation is `mpe_navigation`).", "",
+              "*Sources: `benchmarks/results/authors_parity/parity.json`, "
+              "`benchmarks/results/authors_parity/pooling.json`.*"]
+    return "\n".join(lines)
+
+
+def authors_ordering() -> str:
+    """DPO vs IPPO per sampling mode, both code bases, for the README."""
+    rows = _orderings()
+    ahead = [f"{code} on {task.split(' (')[0]} with {s.replace('_', '-')} samples "
+             f"({c['dpo'][0]:.2f} vs {c['ippo'][0]:.2f}"
+             + (f", the random policy {c['random']:.1f} in dpo-jax's env" if "random" in c
+                else "") + ")"
+             for task, code, s, c in rows if c["order"] == "DPO ahead"]
+    d = load("benchmarks/results/authors_parity/parity.json")
+    game = [f"{s.replace('_', '-')} samples: DPO {c['dpo'][0]:.2f} vs IPPO {c['ippo'][0]:.2f} "
+            f"({code})" for task, code, s, c in rows if task.startswith("matrix game")]
+    text = (f"On the authors' matrix game (exact J/J*, {d['seeds']} seeds): " + "; ".join(game)
+            + f". Of {len(rows)} DPO-vs-IPPO comparisons (two code bases, pooled and per-agent "
+            f"samples, the game and four MPE runs), DPO is ahead in {len(ahead)}")
+    if ahead:
+        text += ": " + "; ".join(ahead)
+    return text + " (`benchmarks/results/authors_parity/`)."
+
+
+def authors_local_critic() -> str:
+    """Their MPE code with a local critic (``--use_centralized_V``) and per-agent
+    samples, against dpo-jax's per-agent runs."""
+    path = "benchmarks/results/authors_parity/local_critic/parity.json"
+    d = load(path)
+    lines = ["| MPE navigation, per-agent samples | their code, local critic | dpo-jax | "
+             "agree at logged points |", "|---|---|---|---|"]
+    for name, e in d["entries"].items():
+        task, algo, sampling = name.split("/")
+        a, o = e["authors"], e["dpo_jax"]
+        lines.append(f"| {algo.upper()} | {a['mean'][-1]:.2f} +- {a['ci95'][-1]:.2f} | "
+                     f"{o['mean'][-1]:.2f} +- {o['ci95'][-1]:.2f} | "
+                     f"{sum(e['agree'])}/{len(e['agree'])} |")
+    return "\n".join(lines + ["", f"{d['seeds']} seeds x {d['mpe_steps']:,} env steps; the "
+                               "same points and test as above.", "", source(path, d)])
+
+
+def pooling() -> str:
+    path = "benchmarks/results/authors_parity/pooling.json"
+    d = load(path)
+    e = d["entries"]
+    lines = ["| task (random policy) | DPO, pooled | IPPO, pooled | DPO, per-agent | "
+             "IPPO, per-agent |", "|---|---|---|---|---|"]
+    for task in ("mpe_navigation", "mpe_line", "mpe_circle"):
+        cells = [f"{e[f'{task}/{a}/{s}']['final_return']:.2f} +- {e[f'{task}/{a}/{s}']['ci95']:.2f}"
+                 for s in ("pooled", "per_agent") for a in ("dpo", "ippo")]
+        lines.append(f"| {task} ({e[f'{task}/dpo/pooled']['random_return']:.1f}) | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines + ["", f"dpo-jax, the `authors` preset (one env per run), "
+                               f"{d['seeds']} seeds x {d['steps']:,} env steps, 5 agents; "
+                               "final return = mean over the last 10% of updates.", "",
+                               source(path, d)])
+
+
+def checkpoint_cost() -> str:
+    path = "benchmarks/results/checkpoint_cost.json"
+    d = load(path)
+    lines = ["| | saves | first 10%: ms per save | last 10% | growth per 100 chunks | "
+             "folder at the end |", "|---|---|---|---|---|---|"]
+    names = {"before": "0.1.0", "after": "0.2.0"}
+    for label in ("before", "after"):
+        if label not in d:
+            continue
+        r = d[label]
+        lines.append(f"| {names[label]} | {r['chunks']} | {r['save_s_first_10pct'] * 1e3:.0f} | "
+                     f"{r['save_s_last_10pct'] * 1e3:.0f} | "
+                     f"{r['slope_s_per_100_chunks'] * 1e3:+.1f} ms | "
+                     f"{r['folder_bytes_at_end'] / 2**20:.0f} MiB |")
+    lines += ["", "0.1.0: every checkpoint saves the whole metrics history and every state "
+              "folder is kept; 0.2.0: each checkpoint saves its own chunk's metrics and the two "
+              "newest states are kept. Rows labelled `before` in the file ran 0.1.0's code, "
+              "`after` 0.2.0's.", "", source(path, d)]
+    return "\n".join(lines)
+
+
+def mamujoco_speed() -> str:
+    rows: dict[str, dict] = {}
+    cmds = []
+    for batch in ("b1", "b64", "b512"):
+        path = f"benchmarks/results/mamujoco_speed_cpu_{batch}.json"
+        d = load(path)
+        cmds.append(source(path, d))
+        for r in d["results"]:
+            if r["physics"] == "fast":
+                rows.setdefault(r["task"], {})[r["batch"]] = r
+    lines = ["| task | batch 1: compile s / env steps/s | batch 64 | batch 512 |",
+             "|---|---|---|---|"]
+    for task, by in rows.items():
+        cells = [f"{by[b]['compile_s']:.0f} / {by[b]['env_steps_per_s']:,.0f}" if b in by else "-"
+                 for b in (1, 64, 512)]
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + ["", "Random actions with auto-reset, the `fast` physics "
+                              "preset."] + ["", *cmds])
+
+
+def mjx_accuracy() -> str:
+    path = "benchmarks/results/mjx_preset_accuracy.json"
+    d = load(path)
+    lines = ["| robot | fast: median / p95 / max | euler: median / p95 / max |",
+             "|---|---|---|"]
+    for robot, by in d["results"].items():
+        cells = [f"{by[p]['median']:.1e} / {by[p]['p95']:.1e} / {by[p]['max']:.1e}"
+                 for p in ("fast", "euler")]
+        lines.append(f"| {robot} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + ["", d["metric"] + ".", "", source(path, d)])
+
+
+def mjx_vs_c_engine() -> str:
+    path = "benchmarks/results/mjx_vs_c_engine.json"
+    d = load(path)
+    lines = ["| robot (physics) | steps | max \\|qpos(MJX) - qpos(C)\\| | over the first steps | "
+             "max reward error |", "|---|---|---|---|---|"]
+    for robot, r in d["robots"].items():
+        lines.append(f"| {robot} | {r['steps']} | {r['max_qpos_diff']:.1e} | "
+                     f"{r['max_qpos_diff_first_steps']:.1e} ({r['strict_steps']}) | "
+                     f"{r['max_reward_diff']:.1e} |")
+    return "\n".join(lines + ["", source(path, d)])
+
+
+def smax_memory() -> str:
+    lines = []
+    for path in ("benchmarks/results/smax_memory_envs_cpu.json",
+                 "benchmarks/results/smax_memory_cpu_cpu.json"):
+        d = load(path)
+        lines += ["| num_envs | rollout steps | env steps/s | s per update | compile s | "
+                  "peak RSS after run, MiB |", "|---|---|---|---|---|---|"]
+        for r in d["results"]:
+            lines.append(f"| {r['num_envs']} | {r['num_steps']} | {r['env_steps_per_s']:.0f} | "
+                         f"{r['s_per_update']:.1f} | {r['compile_s']:.0f} | "
+                         f"{r['peak_rss_mib_after_run']:,.0f} |")
+        lines += ["", source(path, d), ""]
+    return "\n".join(lines).rstrip()
+
+
+def scaling() -> str:
+    path = "benchmarks/results/scaling_cpu.json"
+    d = load(path)
+    lines = ["| shard | devices | env steps/s | first update with a loss difference > 1e-5 |",
+             "|---|---|---|---|"]
+    for r in d["rows"]:
+        lines.append(f"| {r['shard']} | {r['devices']} | {k(r['env_steps_per_s'])} | "
+                     f"{r['first_update_above_1e-5']} |")
+    return "\n".join(lines + ["", source(path, d)])
+
+
+def peer_parity() -> str:
+    path = "benchmarks/results/peer_parity_paper_2m.json"
+    d = load(path)
+    lines = ["| entry | final return (last 10%) | first 10% |", "|---|---|---|"]
+    for e in d["entries"]:
+        lines.append(f"| {e['name']} | {e['final_mean']:.2f} +- {e['final_ci95']:.2f} | "
+                     f"{e['first10_mean']:.2f} +- {e['first10_ci95']:.2f} |")
+    lines.append(f"| uniform random policy | {d['random_policy']['ours']:.2f} | |")
+    return "\n".join(lines + ["", f"MPE simple spread, {d['num_agents']} agents, "
+                              f"{d['seeds']} seeds, paper settings.", "", source(path, d)])
+
+
+def mpe_stats() -> str:
+    path = "results/mpe_stats/stats.json"
+    d = load(path)
+    lines = ["| algorithm | IQM | mean | optimality gap |", "|---|---|---|---|"]
+    for algo, agg in d["aggregates"].items():
+        cells = [f"{agg[m][0]:.3f} [{agg[m][1]:.3f}, {agg[m][2]:.3f}]"
+                 for m in ("IQM", "Mean", "Optimality Gap")]
+        lines.append(f"| {algo} | " + " | ".join(cells) + " |")
+    probs = "; ".join(f"P({pair.replace(',', ' > ')}) = {p:.3f} [{lo:.3f}, {hi:.3f}]"
+                      for pair, (p, lo, hi) in d["probability_of_improvement"].items())
+    return "\n".join(lines + ["", f"Tasks: {', '.join(d['tasks'])}; {d['normalization']} "
+                              f"normalisation; {probs}.", "", source(path, d)])
+
+
+def theory() -> str:
+    path = "results/theory/theory.json"
+    d = load(path)
+    labels = {"dpo": "DPO (eq. 19, eq. 20's adaptive betas)", "ippo_kl": "IPPO-KL (adaptive beta)",
+              "ippo": "IPPO (clip 0.2)", "dpo_theory": "eq. 17 with Theorem 3.2's exact constants"}
+    lines = ["| from the uniform policy, exact-advantage updates | final J/J* | updates that "
+             "lowered J |", "|---|---|---|"]
+    for name, curve in d["curves_optimality_ratio"].items():
+        lines.append(f"| {labels.get(name, name)} | {curve[-1]:.3f} | "
+                     f"{d['curve_decreases'][name]} |")
+    b = d["bound_vs_truth"]
+    slack = [t - x for t, x in zip(b["true_improvement"], b["bound"])]
+    lines += ["", f"Theorem 3.2's bound held on {len(slack) - b['violations']} of {len(slack)} "
+              f"random policy pairs (true improvement minus bound: minimum {min(slack):.2f}, "
+              f"median {sorted(slack)[len(slack) // 2]:.1f}).", "",
+              f"*Source: `{path}`; command `{d['command']}`; date {committed(path)} (commit).*"]
+    return "\n".join(lines)
+
+
+def quickstart_returns() -> str:
+    path = "benchmarks/results/cpu_cores.json"
+    d = load(path)
+    run = d["quickstart"]["runs"]["one core"][0]["final_return"]
+    every = d["quickstart"]["runs"]["all cores"][0]["final_return"]
+    cells = "; ".join(f"{e.upper()} {run[e][0]:.2f} +- {run[e][1]:.2f} (one core), "
+                      f"{every[e][0]:.2f} +- {every[e][1]:.2f} (every core)" for e in run)
+    return (f"Mean episode return over the last 10% of updates, 95% CI over 3 seeds: {cells}; "
+            f"the uniformly random policy scores about -35.6 (`{path}`).")
+
+
+def _flags_table(kind: type) -> str:
+    """A markdown table of a CLI dataclass's flags: name, default, help."""
+    import dataclasses
+    import typing
+
+    lines = ["| flag | default | meaning |", "|---|---|---|"]
+    hints = typing.get_type_hints(kind, include_extras=True)
+    docs = _field_docstrings(kind)
+    for f in dataclasses.fields(kind):
+        meta = getattr(hints[f.name], "__metadata__", ())
+        text = next((getattr(m, "help", None) for m in meta if getattr(m, "help", None)), None)
+        text = " ".join((text or docs.get(f.name, "")).split()).replace("|", "\\|")
+        positional = any(type(m).__name__ == "_PositionalCall" or m is getattr(
+            __import__("tyro").conf, "Positional", None) for m in meta)
+        name = f.name.upper() if positional else "--" + f.name.replace("_", "-")
+        default = "" if f.default is dataclasses.MISSING else f"`{f.default!r}`"
+        lines.append(f"| `{name}` | {default} | {text} |")
+    return "\n".join(lines)
+
+
+def _field_docstrings(kind: type) -> dict[str, str]:
+    """Field docstrings (the string after each field) of a dataclass's source."""
+    import ast
+    import inspect
+
+    try:
+        tree = ast.parse(inspect.getsource(kind).lstrip())
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body
+    docs = {}
+    for a, b in zip(body, body[1:]):
+        if (isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)
+                and isinstance(b, ast.Expr) and isinstance(getattr(b, "value", None), ast.Constant)):
+            docs[a.target.id] = str(b.value.value)
+    return docs
+
+
+def cli_train() -> str:
+    from dpo_jax.config import preset
+    from dpo_jax.running import cli
+
+    return (_flags_table(cli._train_args_type(preset("paper")))
+            + "\n\nDefaults shown for `--preset paper` and an env of no paper family; "
+              "`dpo-jax train ENV --preset P --help` shows the defaults of that preset and "
+              "env (e.g. `--d-targets` 0.02 for a SMAX map).")
+
+
+def cli_eval() -> str:
+    from dpo_jax.running import cli
+
+    return _flags_table(cli.EvalArgs)
+
+
+def cli_plot() -> str:
+    from dpo_jax.running import cli
+
+    return _flags_table(cli.PlotArgs)
+
+
+SMALL_GAME = "python examples/stochastic_game.py --skip-sweep --out results/stochastic_game"
+PAPER_GAME = ("python examples/stochastic_game.py --game paper --episode-length 25 --seeds 3 "
+              "--num-envs 16 --total-timesteps 100000 --skip-sweep --no-iql "
+              "--out results/stochastic_game_paper")
+CPU2 = "x86_64, 2 CPU cores"
+
+
+def _final_by_label(path: str, metric: str = "optimality_ratio",
+                    scale: float = 1.0) -> dict[str, tuple[float, float, int]]:
+    """Label -> (mean, 95% half-width, runs) of each run's mean over its last 10% of
+    ``metric`` / ``scale``."""
+    import ast
+
+    import numpy as np
+
+    d = load(path)
+    runs = d["meta"]["runs"]
+    labels = ast.literal_eval(runs) if isinstance(runs, str) else runs
+    values = np.asarray(d["metrics"][metric], np.float64) / scale
+    tail = max(1, round(values.shape[1] * 0.1))
+    per_run = np.nanmean(values[:, -tail:], axis=1)
+    out = {}
+    for label in dict.fromkeys(labels):
+        rows = per_run[[i for i, lab in enumerate(labels) if lab == label]]
+        from dpo_jax.running.results import t95
+
+        half = t95(len(rows)) * rows.std(ddof=1) / np.sqrt(len(rows)) if len(rows) > 1 else 0.0
+        out[label] = (float(rows.mean()), float(half), len(rows))
+    return out
+
+
+def _row(cells: dict[str, tuple[float, float, int]], names: list[str]) -> str:
+    return "| " + " | ".join(f"{cells[n][0]:.3f} +- {cells[n][1]:.3f}" for n in names) + " |"
+
+
+def game_small() -> str:
+    path = "results/stochastic_game/algorithms.json"
+    final = _final_by_label(path)
+    j_star = float(load("results/stochastic_game/iql.json")["meta"]["J_star"])
+    iql = _final_by_label("results/stochastic_game/iql.json", "greedy_return", j_star)
+    names = ["dpo", "ippo", "ippo_kl", "dpo_no_kl"]
+    lines = ["| DPO (d_target 0.1) | IPPO | IPPO-KL | DPO w/o kl | IQL |", "|---|---|---|---|---|",
+             _row(final, names) + f" {iql['iql'][0]:.3f} +- {iql['iql'][1]:.3f} |"]
+    return "\n".join(lines + ["", f"Exact J(pi)/J* over the last 10% of updates, "
+                               f"{final['dpo'][2]} seeds; IQL: its greedy episodes' sampled "
+                               "return / J* (its recurrent policy is not stationary).", "",
+                               source(path, load(path), SMALL_GAME, CPU2)])
+
+
+def game_small_sweeps() -> str:
+    path = "results/stochastic_game/d_target.json"
+    d_final = _final_by_label(path)
+    grid_path = "results/stochastic_game/delta_omega.json"
+    grid = _final_by_label(grid_path)
+    lines = ["| DPO | " + " | ".join(d_final) + " |", "|---" * (len(d_final) + 1) + "|",
+             "| J/J* " + _row(d_final, list(d_final)), "",
+             "| DPO | " + " | ".join(grid) + " |", "|---" * (len(grid) + 1) + "|",
+             "| J/J* " + _row(grid, list(grid)), "",
+             source(path, load(path), SMALL_GAME + " (its d_target sweep)", CPU2), "",
+             source(grid_path, load(grid_path),
+                    "python examples/stochastic_game.py --delta-omega-grid --seeds 3 "
+                    "--out results/stochastic_game", CPU2)]
+    return "\n".join(lines)
+
+
+def game_paper() -> str:
+    path = "results/stochastic_game_paper/algorithms.json"
+    final = _final_by_label(path)
+    sweep_path = "results/stochastic_game_paper/d_target.json"
+    sweep = _final_by_label(sweep_path)
+    names = ["dpo", "ippo", "ippo_kl", "dpo_no_kl"]
+    return "\n".join([
+        "| DPO (d_target 0.1) | IPPO | IPPO-KL | DPO w/o kl |", "|---|---|---|---|",
+        _row(final, names), "",
+        "| DPO | " + " | ".join(sweep) + " |", "|---" * (len(sweep) + 1) + "|",
+        "| J/J* " + _row(sweep, list(sweep)), "",
+        source(path, load(path), PAPER_GAME, CPU2), "",
+        source(sweep_path, load(sweep_path), PAPER_GAME.replace("--skip-sweep", "--sweep-only"),
+               CPU2)])
+
+
+def mpe_tasks() -> str:
+    lines = ["| task (random policy) | DPO | IPPO | DPO w/o sqrt | DPO w/o kl |",
+             "|---|---|---|---|---|"]
+    paths = []
+    for task in ("mpe_navigation", "mpe_line", "mpe_circle"):
+        path = f"results/mpe_tasks/{task}/summary.json"
+        paths.append(path)
+        d = load(path)
+        cells = [f"{d['final'][a]['return']:.2f} +- {d['final'][a]['return_ci95']:.2f}"
+                 for a in ("dpo", "ippo", "dpo_no_sqrt", "dpo_no_kl")]
+        lines.append(f"| {task} ({d['random_policy_return']:.1f}) | " + " | ".join(cells) + " |")
+    d = load(paths[0])
+    return "\n".join(lines + ["", "Final episode return (last 10% of updates), 2 seeds x 40k "
+                               "env steps, 5 agents.", "",
+                               source("results/mpe_tasks/", d,
+                                      "python examples/mpe_tasks.py --quick --out results/mpe_tasks",
+                                      CPU2)])
+
+
+def smax_3m() -> str:
+    path = "results/smax/3m/summary.json"
+    d = load(path)
+    lines = ["| | episode return | win rate |", "|---|---|---|"]
+    for algo in ("dpo", "ippo"):
+        f = d["final"][algo]
+        lines.append(f"| {algo.upper()} | {f['return']:.2f} +- {f['return_ci95']:.2f} | "
+                     f"{f['win_rate']:.2f} +- {f['win_rate_ci95']:.2f} |")
+    lines.append(f"| uniform random policy | {d['random_policy']['episode_return']:.2f} | "
+                 f"{d['random_policy']['won']:.2f} |")
+    return "\n".join(lines + ["", f"{d['seeds']} seeds x {d['env_steps']:,} env steps, the "
+                               "last 10% of updates.", "",
+                               source(path, d, "python examples/smax.py --map 3m --out results/smax",
+                                      CPU2)])
+
+
+def startup() -> str:
+    path = "benchmarks/results/startup.json"
+    d = load(path)
+    lines = ["| command | seconds (best of %d, a fresh process each) |" % d["best_of"],
+             "|---|---|"]
+    lines += [f"| `{name}` | {sec:.2f} |" for name, sec in d["seconds"].items()]
+    return "\n".join(lines + ["", source(path, d)])
+
+
+def test_durations() -> str:
+    path = "benchmarks/results/test_durations.json"
+    d = load(path)
+    rows = sorted(d["files"].items(), key=lambda kv: -kv[1]["seconds"])
+    lines = ["| file | tests | seconds |", "|---|---|---|"]
+    lines += [f"| `{name}` | {r['tests']} | {r['seconds']:.0f} |" for name, r in rows]
+    lines += [f"| total | {sum(r['tests'] for _, r in rows)} | "
+              f"{sum(r['seconds'] for _, r in rows):.0f} |"]
+    return "\n".join(lines + ["", source(path, d)])
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    name: fn for name, fn in globals().items()
+    if callable(fn) and getattr(fn, "__module__", None) == __name__
+    and not name.startswith("_")
+    and name not in ("load", "committed", "source", "parts_source", "k", "best", "render",
+                     "main")
+}
+
+
+def render(text: str) -> str:
+    """``text`` with every generated block filled from its results file."""
+    def fill(match: re.Match) -> str:
+        name = match.group("name")
+        if name not in TABLES:
+            raise KeyError(f"unknown generated block {name!r}; known: {sorted(TABLES)}")
+        return f"{match.group(1)}{TABLES[name]()}\n{match.group(4)}"
+
+    return BLOCK.sub(fill, text)
+
+
+def main(argv: list[str]) -> int:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    new = render(text)
+    if "--check" in argv:
+        if new != text:
+            print("README.md differs from its results files: run python docs/generate.py")
+            return 1
+        return 0
+    readme.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
