@@ -62,10 +62,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--pooling-steps", type=int, default=50_000)
     p.add_argument("--samplings", nargs="+", default=list(SAMPLINGS), choices=SAMPLINGS,
                    help="sampling modes of the authors and report parts")
-    p.add_argument("--authors-critic", choices=["shipped", "local"], default="shipped",
-                   help="their MPE critic: shipped = their default use_centralized_V "
-                        "(all agents' observations), local = --use_centralized_V "
-                        "(the agent's own, as the paper and dpo-jax)")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--game-steps", type=int, default=30_000)
@@ -92,8 +88,7 @@ def run_authors(args: argparse.Namespace, folder: pathlib.Path) -> None:
                     cmd = ["nice", "-n", "19", args.authors_python, str(worker),
                            "--authors-tree", args.authors_tree, "--task", task,
                            "--algo", algo, "--sampling", sampling, "--seed", str(seed),
-                           "--steps", str(steps_of(args, task)), "--critic", args.authors_critic,
-                           "--out", str(out)]
+                           "--steps", str(steps_of(args, task)), "--out", str(out)]
                     proc = subprocess.run(cmd, capture_output=True, text=True)
                     if proc.returncode != 0:
                         raise SystemExit(f"their run failed: {' '.join(cmd)}\n"
@@ -277,7 +272,7 @@ def main() -> None:
     args = parse_args()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    folder = pathlib.Path(args.authors_results or out / "authors_runs")
+    folder = pathlib.Path(args.authors_results or out / "authors_runs").resolve()
     folder.mkdir(parents=True, exist_ok=True)
     if "authors" in args.parts:
         if not args.authors_python:
@@ -310,7 +305,7 @@ def main() -> None:
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
             "jax": jax.__version__, "date": time.strftime("%Y-%m-%d"),
             "seeds": args.seeds, "game_steps": args.game_steps, "mpe_steps": args.mpe_steps,
-            "authors_runs": str(folder), "entries": table}, indent=1))
+            "authors_runs": os.path.relpath(folder, ROOT), "entries": table}, indent=1))
         print(f"\nwrote {out}/parity.json and parity.png")
 
 

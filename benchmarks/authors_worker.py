@@ -41,9 +41,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--steps", type=int, default=30_000)
     p.add_argument("--num-agents", type=int, default=5, help="MPE agents")
-    p.add_argument("--critic", choices=["shipped", "local"], default="shipped",
-                   help="MPE: shipped = their default centralized critic (use_centralized_V: "
-                        "every agent's observation); local = --use_centralized_V (its own)")
     p.add_argument("--anomaly", action="store_true",
                    help="keep their per-update torch.autograd.set_detect_anomaly(True)")
     p.add_argument("--out", required=True)
@@ -112,14 +109,14 @@ def mpe_args(args: argparse.Namespace) -> list[str]:
     argv = ["--map_name", "navigation_control_full", "--num_agents", str(args.num_agents),
             "--seed", str(args.seed), "--num_env_steps", str(args.steps),
             "--n_rollout_threads", "1", "--n_training_threads", "1", "--cuda",
-            "--experiment_name", "parity"] + (
-                ["--use_centralized_V"] if args.critic == "local" else [])  # store_false
+            "--experiment_name", "parity"]
     return argv + (["--penalty_method", "True"] if args.algo == "dpo" else [])
 
 
 def main() -> None:
     args = parse_args()
     tree = pathlib.Path(args.authors_tree).resolve()
+    args.out = str(pathlib.Path(args.out).resolve())  # before the chdir below
     sys.path.insert(0, str(tree))
     os.chdir(tree)  # their scripts load a_mat_model/*.pkl relative to it
     sys.argv = [sys.argv[0]]
@@ -208,7 +205,6 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "code": "authors", "task": args.task, "algo": args.algo, "sampling": args.sampling,
-        "critic": args.critic,
         "seed": args.seed, "steps": args.steps, "anomaly_detection": args.anomaly,
         "wall_s": wall, "cpu_s": cpu,
         "env_steps_per_s": curve[-1]["env_steps"] / wall if curve else None,
