@@ -192,18 +192,26 @@ def matched_throughput() -> str:
     return "\n".join(lines)
 
 
+def _parity_rows(d: dict, label: Callable[[str, str, str], str], digits: int) -> list[str]:
+    """One row per entry of an ``authors_parity`` report: the last logged point of
+    each code with its interval, and the points where they agree."""
+    rows = []
+    for name, e in d["entries"].items():
+        a, o = e["authors"], e["dpo_jax"]
+        rows.append(f"| {label(*name.split('/'))} | "
+                    f"{a['mean'][-1]:.{digits}f} +- {a['ci95'][-1]:.{digits}f} | "
+                    f"{o['mean'][-1]:.{digits}f} +- {o['ci95'][-1]:.{digits}f} | "
+                    f"{sum(e['agree'])}/{len(e['agree'])} |")
+    return rows
+
+
 def authors_parity() -> str:
     path = "benchmarks/results/authors_parity/parity.json"
     d = load(path)
     lines = ["| task, algorithm, samples | at the end: authors' code | dpo-jax | agree at "
              "logged points |", "|---|---|---|---|"]
-    for name, e in d["entries"].items():
-        task, algo, sampling = name.split("/")
-        a, o = e["authors"], e["dpo_jax"]
-        lines.append(f"| {task}, {algo.upper()}, {sampling.replace('_', '-')} | "
-                     f"{a['mean'][-1]:.3f} +- {a['ci95'][-1]:.3f} | "
-                     f"{o['mean'][-1]:.3f} +- {o['ci95'][-1]:.3f} | "
-                     f"{sum(e['agree'])}/{len(e['agree'])} |")
+    lines += _parity_rows(d, lambda task, algo, sampling:
+                          f"{task}, {algo.upper()}, {sampling.replace('_', '-')}", 3)
     lines += ["", f"{d['seeds']} seeds each; game: exact J/J* after "
               f"{d['game_steps']:,} env steps; MPE: mean episode return over the last tenth "
               f"of {d['mpe_steps']:,} env steps; 95% t-intervals over seeds; agreement: "
@@ -299,23 +307,6 @@ def authors_ordering() -> str:
     if ahead:
         text += ": " + "; ".join(ahead)
     return text + " (`benchmarks/results/authors_parity/`)."
-
-
-def authors_local_critic() -> str:
-    """Their MPE code with a local critic (``--use_centralized_V``) and per-agent
-    samples, against dpo-jax's per-agent runs."""
-    path = "benchmarks/results/authors_parity/local_critic/parity.json"
-    d = load(path)
-    lines = ["| MPE navigation, per-agent samples | their code, local critic | dpo-jax | "
-             "agree at logged points |", "|---|---|---|---|"]
-    for name, e in d["entries"].items():
-        task, algo, sampling = name.split("/")
-        a, o = e["authors"], e["dpo_jax"]
-        lines.append(f"| {algo.upper()} | {a['mean'][-1]:.2f} +- {a['ci95'][-1]:.2f} | "
-                     f"{o['mean'][-1]:.2f} +- {o['ci95'][-1]:.2f} | "
-                     f"{sum(e['agree'])}/{len(e['agree'])} |")
-    return "\n".join(lines + ["", f"{d['seeds']} seeds x {d['mpe_steps']:,} env steps; the "
-                               "same points and test as above.", "", source(path, d)])
 
 
 def pooling() -> str:
