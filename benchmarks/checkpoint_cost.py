@@ -83,12 +83,12 @@ def main() -> None:
            "folder_bytes_at_end": size, "save_s": d.round(5).tolist()}
     out = pathlib.Path(args.out)
     data = json.loads(out.read_text()) if out.exists() else {}
-    data.update({"command": "python benchmarks/checkpoint_cost.py --chunks 1000 --runs 64 "
-                            "--label after, then the same with --label before on the older "
-                            "checkout (each label's own command is in its row)",
+    data[args.label] = row
+    data.update({"command": "; ".join(  # each label's own run, as recorded in its row
+                     f"{label}: {r['command']}" for label, r in data.items()
+                     if isinstance(r, dict) and "command" in r),
                  "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
                  "jax": jax.__version__, "date": time.strftime("%Y-%m-%d")})
-    data[args.label] = row
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1))
     print(f"{args.label}: {len(d)} saves, first 10% {row['save_s_first_10pct'] * 1e3:.1f} ms, "

@@ -220,12 +220,12 @@ def render_mujoco(env: Any, states: Any, path: str | pathlib.Path, width: int = 
 
     gif = pathlib.Path(path).with_suffix(".gif")
     fps = fps or max(1, round(1 / env.dt))
-    used, errors = mujoco_frames.draw_gif(
-        env.mj_model, np.asarray(states.data.qpos), np.asarray(states.data.qvel), gif,
-        width, height, fps, backends)
+    qpos = np.asarray(states.data.qpos)
+    used, errors = mujoco_frames.draw_gif(env.mj_model, qpos, np.asarray(states.data.qvel),
+                                          gif, width, height, fps, backends)
     if used is None:
         tried = "; ".join(f"MUJOCO_GL={b}: {e}" for b, e in errors.items())
         return [], (f"MuJoCo frames skipped: mujoco.Renderer found no OpenGL backend "
                     f"(set MUJOCO_GL=egl with a GPU driver or Mesa's libEGL, or "
                     f"MUJOCO_GL=osmesa with libosmesa installed). Tried {tried}")
-    return [gif], f"drew {int(np.asarray(states.data.qpos).shape[0])} MuJoCo frames (MUJOCO_GL={used})"
+    return [gif], f"drew {qpos.shape[0]} MuJoCo frames (MUJOCO_GL={used})"
