@@ -269,8 +269,60 @@ def test_authors_preset_sets_their_code_defaults_per_family():
     assert dpo_jax.preset("authors", "smax_3m").total_timesteps == 2_000_000
     from dpo_jax.config import preset_env_kwargs
     assert preset_env_kwargs("authors", "stochastic_game_small") == {"never_reset": True}
-    assert preset_env_kwargs("authors", "mpe_navigation") == {}
+    assert preset_env_kwargs("authors", "mpe_navigation") == {
+        "comm_obs": True, "integrator": "mpe", "vision": None}
+    assert preset_env_kwargs("authors", "mpe_circle") == {"comm_obs": True,
+                                                          "integrator": "mpe"}
+    assert preset_env_kwargs("authors", "mpe_spread") == {}
+    # their navigation_control_full with 5 agents: 2 + 2 + 2*5 + 2*4 + 2*4 floats
+    nav = dpo_jax.make_env("mpe_navigation", **preset_env_kwargs("authors", "mpe_navigation"))
+    assert (nav.obs_dim, nav.vision, nav.integrator) == (30, None, "mpe")
     assert preset_env_kwargs("paper", "stochastic_game") == {}
+    assert preset_env_kwargs("paper", "mpe_navigation") == {}
+    mpe = dpo_jax.preset("authors", "mpe_navigation")
+    assert (mpe.entropy_coef, mpe.loss_mean_over_agents) == (0.0, True)
+    assert (dpo_jax.TrainConfig().entropy_coef,
+            dpo_jax.TrainConfig().loss_mean_over_agents) == (0.01, False)
+
+
+def test_loss_mean_over_agents_divides_each_agents_gradient_by_n():
+    """The authors' one backward pass of the agents' mean loss: agent i's gradient
+    is its own loss's gradient (``jax.grad`` of agent i's loss alone) over N."""
+    from dpo_jax.core import agents as agents_lib
+    from dpo_jax.core.objectives import objective_params
+    from dpo_jax.training import trainer
+
+    env = tiny_game()
+    num = env.num_agents
+    cfg = dpo_jax.TrainConfig(hidden_size=8, algo="dpo", loss_mean_over_agents=True)
+    ag = agents_lib.make_agents(cfg, env)
+    params = agents_lib.init_agents(ag, jax.random.key(0)).params
+    rng = np.random.default_rng(0)
+    b = 6
+    obs = jnp.asarray(rng.normal(size=(b, num, env.obs_dim)), jnp.float32)
+    avail = jnp.ones((b, num, env.mask_dim), bool)
+    dist = agents_lib.policy_params(ag, params, obs, avail)
+    action = jnp.asarray(rng.integers(0, env.action_spec.num_actions, (b, num)), jnp.int32)
+    logp = jax.nn.log_softmax(dist + 0.3 * rng.normal(size=dist.shape))
+    batch = trainer.Batch(
+        obs=obs, avail=avail, action=action,
+        log_prob=jnp.take_along_axis(logp, action[..., None], -1)[..., 0],
+        dist_params=dist + 0.3 * jnp.asarray(rng.normal(size=dist.shape), jnp.float32),
+        value=jnp.asarray(rng.normal(size=(b, num)), jnp.float32),
+        advantage=jnp.asarray(rng.normal(size=(b, num)), jnp.float32),
+        target=jnp.asarray(rng.normal(size=(b, num)), jnp.float32))
+    obj = objective_params(cfg, num)
+    betas = jnp.full((num,), 0.5)
+    _, _, grads = trainer.loss_and_grads(ag, params, batch, betas, betas, obj, cfg)
+    for i in range(num):
+        own = jax.tree.map(lambda x: x[i], params)
+        own_batch = jax.tree.map(lambda x: x[:, i], batch)
+        want = jax.grad(lambda p: trainer.agent_loss(
+            p, own_batch, betas[i], betas[i], obj, ag, cfg)[0])(own)
+        for got, ref in zip(jax.tree.leaves(jax.tree.map(lambda x: x[i], grads)),
+                            jax.tree.leaves(want)):
+            np.testing.assert_allclose(np.asarray(got), np.asarray(ref) / num,
+                                       rtol=1e-4, atol=1e-7)
 
 
 def test_authors_options_train_end_to_end():

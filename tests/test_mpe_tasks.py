@@ -164,6 +164,51 @@ def test_vision_zeroes_entities_at_distance_vision_or_more():
                                atol=1e-6)
 
 
+def test_comm_obs_appends_the_silent_agents_zeros_after_the_observation():
+    agents = np.array([[0.0, 0.0], [0.6, 0.0], [0.0, -1.0]])
+    landmarks = np.array([[0.0, 0.5], [-0.9, 0.9], [0.2, 0.2]])
+    plain = dpo_jax.make_env("mpe_navigation", num_agents=3, vision=None)
+    comm = dpo_jax.make_env("mpe_navigation", num_agents=3, vision=None, comm_obs=True)
+    # the authors' navigation_control_full: 2 + 2 + 2 L + 2 (N-1) + 2 (N-1) floats
+    assert comm.obs_dim == plain.obs_dim + 4 == 2 + 2 + 6 + 4 + 4
+    obs, obs_comm = (np.asarray(e.observe(e.make_state(agents, landmarks)))
+                     for e in (plain, comm))
+    np.testing.assert_array_equal(obs_comm[:, :plain.obs_dim], obs)
+    np.testing.assert_array_equal(obs_comm[:, plain.obs_dim:], 0.0)
+
+
+def _np_mpe_step(pos, vel, actions, lagged: bool, dt=0.1, damping=0.25, accel=5.0):
+    """One physics step of far-apart agents (no contact force), numpy. Actions as
+    JaxMARL's discrete decoder: 1/2 -/+x, 3/4 -/+y. ``lagged``: JaxMARL's order
+    (move by the old velocity); else the original MPE's (``core.py``:
+    ``integrate_state``: damp, add force, move by the new velocity)."""
+    force = np.zeros_like(pos)
+    for i, a in enumerate(actions):
+        if a:
+            force[i, 0 if a <= 2 else 1] = (1.0 if a % 2 == 0 else -1.0) * accel
+    new_vel = vel * (1 - damping) + force * dt
+    return pos + (vel if lagged else new_vel) * dt, new_vel
+
+
+@pytest.mark.parametrize("integrator", ["jaxmarl", "mpe"])
+def test_integrator_moves_agents_as_the_numpy_physics(integrator):
+    env = dpo_jax.make_env("mpe_navigation", num_agents=3, integrator=integrator)
+    pos = np.array([[-3.0, 0.0], [0.0, 3.0], [3.0, -3.0]])  # no contacts
+    vel = np.array([[0.3, -0.2], [0.0, 0.5], [-0.4, 0.1]])
+    state = env.make_state(pos, np.zeros((3, 2)), vel)
+    step = jax.jit(env.step)
+    rng = np.random.default_rng(0)
+    for t in range(6):
+        actions = rng.integers(0, 5, size=3)
+        out = step(jax.random.key(t), state, jnp.asarray(actions, jnp.int32))
+        state = out.state
+        pos, vel = _np_mpe_step(pos, vel, actions, lagged=integrator == "jaxmarl")
+        np.testing.assert_allclose(np.asarray(state.p_pos[:3]), pos, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(state.p_vel[:3]), vel, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(out.obs[:, :4]),
+                                   np.concatenate([vel, pos], 1), atol=1e-5)
+
+
 # -- landmarks and targets --------------------------------------------------
 
 
@@ -271,6 +316,10 @@ def test_make_env_rejects_unknown_and_invalid_arguments():
         dpo_jax.make_env("mpe_circle", vision=0.0)
     with pytest.raises(ValueError, match="max_steps"):
         dpo_jax.make_env("mpe_circle", max_steps=0)
+    with pytest.raises(ValueError, match="integrator"):
+        dpo_jax.make_env("mpe_line", integrator="euler")
+    with pytest.raises((TypeError, ValueError), match="comm_obs"):
+        dpo_jax.make_env("mpe_line", comm_obs="yes")
     env = dpo_jax.make_env("mpe_navigation", num_agents=3, vision=None,
                            collision_penalty=1.0, max_steps=10)
     assert (env.num_agents, env.obs_dim, env.max_steps, env.vision) == (3, 14, 10, None)

@@ -71,7 +71,8 @@ _FLOAT_FIELDS = ("clip_eps", "d_target", "delta", "omega", "init_beta_sqrt", "in
 _OPTIONAL_FLOAT_FIELDS = ("value_clip", "huber_delta")
 _BOOL_FIELDS = ("scale_adv_by_num_agents", "shared_betas", "value_norm",
                 "bootstrap_truncation", "normalize_advantages", "active_masks", "anneal_lr",
-                "input_layer_norm", "hidden_layer_norm", "share_params")
+                "input_layer_norm", "hidden_layer_norm", "share_params",
+                "loss_mean_over_agents")
 _CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
     "sqrt_kl_form": ("sqrt_of_mean", "mean_of_sqrt"),
     "kl_sqrt_eps_mode": ("floor", "added"),
@@ -185,6 +186,13 @@ class TrainConfig:
     Optimisation and networks
       actor_lr, critic_lr, adam_eps, max_grad_norm: Adam per agent and network,
         gradients clipped per agent and network by global norm.
+      loss_mean_over_agents: divide every agent's gradients (actor and critic) by
+        N before the clip and Adam, as the authors' code does: it backpropagates
+        one loss, the mean over agents of the agents' losses (``r_mappo.py``,
+        ``ppo_update``). The direction of each step is unchanged; its size changes
+        through the clip (now at N times the gradient norm) and Adam's ``eps``
+        (N times larger relative to the gradient). No effect with
+        ``share_params``, whose loss is already the agents' mean.
       anneal_lr: decay both learning rates linearly to 0 over the run, stepwise per
         update (JaxMARL/PureJaxRL's schedule; MAPPO's ``use_linear_lr_decay``,
         off by default there and here).
@@ -245,6 +253,7 @@ class TrainConfig:
     critic_lr: float = 5e-4
     adam_eps: float = 1e-5
     max_grad_norm: float = 10.0
+    loss_mean_over_agents: bool = False
     anneal_lr: bool = False
     gamma: float = 0.99
     gae_lambda: float = 0.95
@@ -356,7 +365,7 @@ AUTHORS_CODE: dict[str, object] = dict(
     scale_adv_by_num_agents=False, shared_betas=True, beta_sqrt_rule="sqrt_kl",
     beta_statistics="last_minibatch", sampling="pooled",
     advantage_norm_scope="all_agents", value_norm=False, huber_delta=None,
-    bootstrap_truncation=False,
+    bootstrap_truncation=False, entropy_coef=0.0, loss_mean_over_agents=True,
 )
 """The authors' PyTorch code (github PKU-RL/DPO, ``onpolicy/config.py`` and
 ``r_mappo.py``) as ``TrainConfig`` fields: one rollout thread, 15 epochs on the
@@ -364,12 +373,18 @@ whole batch, initial betas 1.0, E[sqrt(KL + 1e-12)], no 1/N, one shared beta pai
 adapted from the last minibatch (beta_1 on E[sqrt KL] against sqrt(d_target)),
 pooled samples, advantages standardised over all agents, no value normalisation
 (``use_popart`` off), no Huber loss, time limits treated as terminal
-(``use_proper_time_limits`` off). Their other defaults equal ours (Adam 5e-4 with
-eps 1e-5, grad norm 10, entropy 0.01, clipped value loss 0.2, gamma 0.99, lambda
-0.95, 128 units, input LayerNorm, gain 0.01 on the policy head). ``d_target``
-comes from ``AUTHORS_D_TARGET``. What stays different: their loss is the mean over
-agents of the agents' losses, which scales every agent's gradient by 1/N before its
-(per-agent) norm clip; their KL of categorical policies adds 1e-9 inside the logs."""
+(``use_proper_time_limits`` off), one loss for all agents, the mean of the agents'
+losses (``loss_mean_over_agents``), and no entropy bonus: their ``entropy_coef``
+(0.01) multiplies an entropy that is detached from the graph (with per-agent
+networks, ``rMAPPOPolicy.evaluate_actions`` gathers the agents' entropies with
+``idv_merge``, whose ``torch.tensor`` of 0-d tensors copies them without
+gradient), so it changes nothing; their runs with 0, 0.01 and 0.5 are bit
+identical. Their other defaults equal ours (Adam 5e-4 with eps 1e-5, grad norm
+10, clipped value loss 0.2, gamma 0.99, lambda 0.95, 128 units, input LayerNorm,
+gain 0.01 on the policy head). ``d_target`` comes from ``AUTHORS_D_TARGET``; the
+env keyword arguments from ``preset_env_kwargs``. What stays different: their KL
+of categorical policies adds 1e-9 inside the logs, and their advantages are
+standardised with 1e-5 added to the std (ours 1e-8)."""
 
 AUTHORS_D_TARGET: dict[str, float] = {
     "stochastic_game": 0.01,  # their --dtar_kl default
@@ -404,8 +419,9 @@ def preset(name: str, env: object = None, **overrides: object) -> TrainConfig:
       128 steps, 4 epochs x 4 minibatches, 64 units): the quick start's.
     - ``"jaxmarl"``: JaxMARL's IPPO-FF MPE settings (``JAXMARL_IPPO_MPE``).
     - ``"authors"``: the authors' PyTorch code (``AUTHORS_CODE``) with their
-      ``d_target`` per family (``AUTHORS_D_TARGET``); their training env of the
-      stochastic game is ``never_reset=True`` (``preset_env_kwargs``).
+      ``d_target`` per family (``AUTHORS_D_TARGET``); their envs' keyword
+      arguments (the game's ``never_reset``, MPE's observation and integrator) come
+      from ``preset_env_kwargs``.
 
     ``env`` is a registered env name (or an env) and only selects the family's
     ``d_target``; ``None`` or another env keeps 0.01.
@@ -424,12 +440,30 @@ def preset(name: str, env: object = None, **overrides: object) -> TrainConfig:
     return TrainConfig(**{**fields, **overrides})  # type: ignore[arg-type]
 
 
+AUTHORS_MPE_TASKS: tuple[str, ...] = ("mpe_navigation", "mpe_line", "mpe_circle")
+"""The paper's MPE tasks, whose env keyword arguments the ``authors`` preset sets."""
+
+
 def preset_env_kwargs(name: str, env: object = None) -> dict[str, object]:
-    """Env keyword arguments a preset implies: ``{"never_reset": True}`` for the
-    stochastic game under ``"authors"`` (their training env is reset once), else
-    none. The CLI adds them unless ``--env-arg`` sets them."""
-    if name == "authors" and env_family(env) == "stochastic_game":
+    """Env keyword arguments a preset implies (``env``: a registered env name or an
+    env). Under ``"authors"``: the stochastic game's ``never_reset=True`` (their
+    training env is reset once); on the three MPE tasks the authors' MPE,
+    ``comm_obs=True`` (their observation ends with the other agents' silent
+    communication) and ``integrator="mpe"`` (position moved by the updated
+    velocity), and on ``mpe_navigation`` ``vision=None`` (their
+    ``navigation_control_full`` has its vision mask commented out; their line and
+    circle tasks keep it). Other presets and envs: none. The CLI adds them unless
+    ``--env-arg`` sets them."""
+    if name != "authors":
+        return {}
+    if env_family(env) == "stochastic_game":
         return {"never_reset": True}
+    env_name = env if isinstance(env, str) else getattr(env, "name", "")
+    if env_name in AUTHORS_MPE_TASKS:
+        kwargs: dict[str, object] = {"comm_obs": True, "integrator": "mpe"}
+        if env_name == "mpe_navigation":
+            kwargs["vision"] = None
+        return kwargs
     return {}
 
 

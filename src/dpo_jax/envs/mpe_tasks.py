@@ -5,8 +5,10 @@ instance does every physics step (its integrator, damping 0.25, dt 0.1, soft
 contact forces between agents, acceleration 5 and its 5 discrete actions: no-op
 and -x, +x, -y, +y), so the dynamics are JaxMARL's. JaxMARL integrates the
 position with the velocity from before the step (the original MPE with the
-updated one), a one-step lag shared with JaxMARL's own MPE tasks. What this
-module adds is the authors' scenarios (their code's ``navigation_control_full``,
+updated one), a one-step lag shared with JaxMARL's own MPE tasks;
+``integrator="mpe"`` integrates as the original MPE and the authors' code
+(``onpolicy/envs/mpe/core.py``, ``integrate_state``) do. What this module adds is
+the authors' scenarios (their code's ``navigation_control_full``,
 ``formation_control_full`` and ``circle_control_full``), in the stacked-array
 protocol.
 
@@ -28,7 +30,9 @@ Common to the three tasks, for ``N = num_agents`` agents:
   position relative to it (agent order, skipping ``i``). Landmarks and agents at
   distance ``>= vision`` are zeroed (partial observability; ``vision=None``
   observes everything). The authors' observation also appends the other agents'
-  communication, always zero as agents are silent; it is left out.
+  communication, always zero as agents are silent; it is left out unless
+  ``comm_obs=True`` (``2 (N-1)`` more zeros: they change what the input
+  LayerNorm of the networks computes, so they matter for learning).
 * Episodes last ``max_steps`` steps (25) and are then truncated; there is no
   terminal state.
 * ``info``: ``target_distance`` (mean assigned distance ``mean_i d_i``, at the
@@ -78,6 +82,11 @@ CIRCLE_RADIUS = 0.5
 CENTRE_RANGE = 0.25  # line's landmark 0 and circle's landmark: uniform in +-0.25
 
 
+INTEGRATORS = ("jaxmarl", "mpe")
+"""``integrator`` values: ``"jaxmarl"``, JaxMARL's step (position moved by the
+velocity from before the step); ``"mpe"``, the original MPE's and the authors'
+(velocity updated first, position moved by the new velocity)."""
+
 MAX_MPE_AGENTS = 1000
 """Upper bound on MPE agent counts: every step computes all N^2 pairwise distances
 per env, so a larger N is a typo rather than an experiment (and would exhaust
@@ -98,7 +107,8 @@ class MPETask(MultiAgentEnv):
     min_agents: int = 1
 
     def __init__(self, *, name: str, num_agents: int, vision: Optional[float],
-                 collision_penalty: float, max_steps: int) -> None:
+                 collision_penalty: float, max_steps: int, comm_obs: bool = False,
+                 integrator: str = "jaxmarl") -> None:
         if (isinstance(num_agents, bool) or not isinstance(num_agents, int)
                 or not self.min_agents <= num_agents <= MAX_MPE_AGENTS):
             raise ValueError(f"{name}: num_agents must be an int in [{self.min_agents}, "
@@ -111,13 +121,21 @@ class MPETask(MultiAgentEnv):
                              f"got {collision_penalty!r}")
         if not isinstance(max_steps, int) or max_steps < 1:
             raise ValueError(f"{name}: max_steps must be an int >= 1, got {max_steps!r}")
+        if not isinstance(comm_obs, bool):
+            raise ValueError(f"{name}: comm_obs must be True or False, got {comm_obs!r}")
+        if integrator not in INTEGRATORS:
+            raise ValueError(f"{name}: integrator must be one of {INTEGRATORS}, "
+                             f"got {integrator!r}")
         self.name = name
         self.num_agents = num_agents
         self.vision = None if vision is None else float(vision)
         self.collision_penalty = float(collision_penalty)
         self.max_steps = max_steps
+        self.comm_obs = comm_obs
+        self.integrator = integrator
         self.action_spec = DiscreteActions(NUM_ACTIONS)
-        self.obs_dim = 4 + 2 * self.num_landmarks + 2 * (num_agents - 1)
+        self.obs_dim = (4 + 2 * self.num_landmarks + 2 * (num_agents - 1)
+                        + (2 * (num_agents - 1) if comm_obs else 0))
         import_jaxmarl()
         from jaxmarl.environments.mpe.simple import SimpleMPE
 
@@ -171,9 +189,10 @@ class MPETask(MultiAgentEnv):
         if self.vision is not None:
             landmark_rel = _mask_beyond(landmark_rel, self.vision)
             other_rel = _mask_beyond(other_rel, self.vision)
-        return jnp.concatenate(
-            [vel, pos, landmark_rel.reshape(num, -1), other_rel.reshape(num, -1)], axis=-1
-        ).astype(jnp.float32)
+        parts = [vel, pos, landmark_rel.reshape(num, -1), other_rel.reshape(num, -1)]
+        if self.comm_obs:  # the other agents' communication: silent, always zero
+            parts.append(jnp.zeros((num, 2 * (num - 1)), vel.dtype))
+        return jnp.concatenate(parts, axis=-1).astype(jnp.float32)
 
     def team_reward(self, state: State) -> tuple[Array, dict[str, Array]]:
         """The shared reward ``[]`` of a state and the ``info`` dict (module docstring)."""
@@ -210,13 +229,19 @@ class MPETask(MultiAgentEnv):
 
     def step(self, key: Array, state: State, actions: Array) -> EnvStep:
         action_dict = {a: actions[i] for i, a in enumerate(self.world.agents)}
+        old_vel = state.p_vel
         _, state, _, _, _ = self.world.step_env(key, state, action_dict)
+        if self.integrator == "mpe":
+            # JaxMARL moved by the old velocity (p + v dt); the original MPE moves by
+            # the new one: p + v' dt = (p + v dt) + (v' - v) dt
+            state = state.replace(p_pos=state.p_pos + (state.p_vel - old_vel) * self.world.dt)
         reward, info = self.team_reward(state)
         return self._env_step(state, reward, info, state.step >= self.max_steps)
 
     def __repr__(self) -> str:
         return (f"{super().__repr__()[:-1]}, vision={self.vision}, "
-                f"collision_penalty={self.collision_penalty})")
+                f"collision_penalty={self.collision_penalty}, comm_obs={self.comm_obs}, "
+                f"integrator={self.integrator!r})")
 
 
 def _mask_beyond(rel: Array, vision: float) -> Array:
@@ -292,21 +317,24 @@ class MPECircle(MPETask):
 
 
 def make_mpe_navigation(num_agents: int = 5, vision: Optional[float] = 1.0,
-                        collision_penalty: float = 0.0, max_steps: int = 25) -> MPENavigation:
+                        collision_penalty: float = 0.0, max_steps: int = 25,
+                        comm_obs: bool = False, integrator: str = "jaxmarl") -> MPENavigation:
     """The paper's simple spread (``mpe_navigation``); see the module docstring."""
     return MPENavigation(num_agents, vision=vision, collision_penalty=collision_penalty,
-                         max_steps=max_steps)
+                         max_steps=max_steps, comm_obs=comm_obs, integrator=integrator)
 
 
 def make_mpe_line(num_agents: int = 5, vision: Optional[float] = 1.0,
-                  collision_penalty: float = 0.0, max_steps: int = 25) -> MPELine:
+                  collision_penalty: float = 0.0, max_steps: int = 25,
+                  comm_obs: bool = False, integrator: str = "jaxmarl") -> MPELine:
     """The paper's line control (``mpe_line``); see the module docstring."""
     return MPELine(num_agents, vision=vision, collision_penalty=collision_penalty,
-                   max_steps=max_steps)
+                   max_steps=max_steps, comm_obs=comm_obs, integrator=integrator)
 
 
 def make_mpe_circle(num_agents: int = 5, vision: Optional[float] = 1.0,
-                    collision_penalty: float = 0.0, max_steps: int = 25) -> MPECircle:
+                    collision_penalty: float = 0.0, max_steps: int = 25,
+                    comm_obs: bool = False, integrator: str = "jaxmarl") -> MPECircle:
     """The paper's circle control (``mpe_circle``); see the module docstring."""
     return MPECircle(num_agents, vision=vision, collision_penalty=collision_penalty,
-                     max_steps=max_steps)
+                     max_steps=max_steps, comm_obs=comm_obs, integrator=integrator)

@@ -245,13 +245,17 @@ def loss_and_grads(
     agent so that both cases run the same per-agent batched matmuls; the transpose
     of the broadcast sums the agents' gradients. That is the same gradient, and on
     XLA:CPU 1.39x faster than one matmul over all ``B x N`` samples, whose
-    activations do not stay in cache (``benchmarks/update_ab.py``).
+    activations do not stay in cache (``benchmarks/update_ab.py``). With
+    ``cfg.loss_mean_over_agents`` independent agents' gradients are divided by N
+    (the gradient of the agents' mean loss); the losses returned are unscaled.
     """
     grad_fn = jax.value_and_grad(agent_loss, has_aux=True)
     if not agents.share_params:
         (loss, aux), grads = jax.vmap(grad_fn, in_axes=(0, 1, 0, 0, None, None, None))(
             params, batch, beta_sqrt, beta_kl, obj, agents, cfg
         )
+        if cfg.loss_mean_over_agents:  # the gradient of the mean of the agents' losses
+            grads = jax.tree.map(lambda g: g / agents.num_agents, grads)
         return loss, aux, grads
 
     def mean_loss(shared: Any) -> tuple[Array, tuple[Array, Any]]:
