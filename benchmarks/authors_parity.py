@@ -16,16 +16,22 @@ with their dependencies (torch, gym 0.17.2, setproctitle, tensorboardX, seaborn)
 - ``ours``: dpo-jax's ``authors`` preset (``dpo_jax.preset("authors", ...)``: their
   code's defaults, one env, pooled samples) and the same with
   ``sampling="per_agent"``, on their game file (``stochastic_game_authors``, their
-  never-reset training env) and ``mpe_navigation``; all seeds and both algorithms of
-  a sampling mode in one program.
+  never-reset training env) and ``mpe_navigation`` (their MPE: no vision mask, the
+  silent communication in the observation, their integrator; all from
+  ``preset_env_kwargs``); all seeds and both algorithms of a sampling mode in one
+  program.
 - ``pooling``: dpo-jax alone, the ``authors`` preset with pooled and with per-agent
   samples, DPO and IPPO, on the three MPE tasks (``mpe_navigation``, ``mpe_line``,
-  ``mpe_circle``, 5 agents), ``--seeds`` seeds, ``--pooling-steps`` steps: does
+  ``mpe_circle``, 5 agents, with the preset's env arguments), ``--seeds`` seeds, ``--pooling-steps`` steps: does
   pooling change DPO vs IPPO? Writes ``pooling.json``.
+- ``null``: the ``ours`` part again with other seeds (``--null-seed``), written to
+  ``dpo_jax_null_runs.json``: dpo-jax against itself calibrates the agreement test
+  (how many logged points two seed sets of the same code disagree at).
 - ``report``: at every logged point (a tenth of the budget; MPE: each run's mean
   return over that tenth), the mean over seeds with its 95% t-interval for each
   code, algorithm and sampling mode, and whether dpo-jax and their code agree there
-  (Welch: the difference lies within its 95% interval). Writes ``parity.json``, the
+  (Welch: the difference lies within its 95% interval), and, with the ``null``
+  runs, whether dpo-jax's two seed sets agree there. Writes ``parity.json``, the
   figure ``parity.png`` and prints the tables.
 """
 
@@ -57,8 +63,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--authors-python", default=None)
     p.add_argument("--authors-results", default=None,
                    help="folder of their runs' JSON (written there by the authors part)")
-    p.add_argument("--parts", nargs="+", default=["authors", "ours", "report", "pooling"],
-                   choices=["authors", "ours", "report", "pooling"])
+    p.add_argument("--parts", nargs="+", default=["authors", "ours", "null", "report",
+                                                  "pooling"],
+                   choices=["authors", "ours", "null", "report", "pooling"])
+    p.add_argument("--null-seed", type=int, default=1000,
+                   help="seed base of the null part's dpo-jax runs (ours: 0)")
     p.add_argument("--pooling-steps", type=int, default=50_000)
     p.add_argument("--samplings", nargs="+", default=list(SAMPLINGS), choices=SAMPLINGS,
                    help="sampling modes of the authors and report parts")
@@ -113,9 +122,9 @@ def authors_curves(folder: pathlib.Path, task: str, algo: str, sampling: str) ->
             "env_steps_per_s": [d["env_steps_per_s"] for d in data]}
 
 
-def run_ours(args: argparse.Namespace) -> dict:
+def run_ours(args: argparse.Namespace, seed: int = 0) -> dict:
     """dpo-jax's authors preset, pooled and per-agent, both algorithms x seeds as one
-    program per sampling mode."""
+    program per sampling mode (``seed``: the seed base)."""
     import dpo_jax
     from dpo_jax.config import preset_env_kwargs
     from dpo_jax.running import scripts
@@ -130,12 +139,12 @@ def run_ours(args: argparse.Namespace) -> dict:
                 "stochastic_game"
         else:
             env_name, env_kwargs, family = "mpe_navigation", {"num_agents": 5}, "mpe"
-        env_kwargs.update(preset_env_kwargs("authors", family))
+        env_kwargs.update(preset_env_kwargs("authors", env_name))
         for sampling in SAMPLINGS:
             cfg = dpo_jax.preset("authors", family, sampling=sampling,
                                  total_timesteps=steps_of(args, task))
             res = dpo_jax.train(cfg, env_name, env_kwargs=env_kwargs, algos=ALGOS,
-                                seeds=args.seeds, seed=0, progress=False)
+                                seeds=args.seeds, seed=seed, progress=False)
             out = res.outputs["pg"]
             for algo, (steps, values) in res.curves(METRIC[task]).items():
                 found[f"{task}/{algo}/{sampling}"] = {
@@ -154,6 +163,7 @@ def run_ours(args: argparse.Namespace) -> dict:
 def run_pooling(args: argparse.Namespace) -> dict:
     """DPO vs IPPO, pooled vs per-agent samples, on the three MPE tasks (dpo-jax)."""
     import dpo_jax
+    from dpo_jax.config import preset_env_kwargs
     from dpo_jax.running import scripts
     from dpo_jax.running.results import summarize_final
 
@@ -163,7 +173,8 @@ def run_pooling(args: argparse.Namespace) -> dict:
         for sampling in SAMPLINGS:
             cfg = dpo_jax.preset("authors", task, sampling=sampling,
                                  total_timesteps=args.pooling_steps)
-            res = dpo_jax.train(cfg, task, env_kwargs={"num_agents": 5}, algos=ALGOS,
+            env_kwargs = {"num_agents": 5, **preset_env_kwargs("authors", task)}
+            res = dpo_jax.train(cfg, task, env_kwargs=env_kwargs, algos=ALGOS,
                                 seeds=args.seeds, progress=False)
             for algo, (_, values) in res.curves().items():
                 mean, ci = summarize_final(values)
@@ -210,7 +221,8 @@ def welch_agree(m1, h1, n1, m2, h2, n2) -> np.ndarray:
     return np.abs(m1 - m2) <= stats.t.ppf(0.975, dof) * se
 
 
-def report(args: argparse.Namespace, folder: pathlib.Path, ours: dict) -> dict:
+def report(args: argparse.Namespace, folder: pathlib.Path, ours: dict,
+           null: dict | None = None) -> dict:
     table: dict[str, Any] = {}
     for task in args.tasks:
         for sampling in args.samplings:
@@ -223,16 +235,26 @@ def report(args: argparse.Namespace, folder: pathlib.Path, ours: dict) -> dict:
                                          np.asarray(mine["values"]), args.points,
                                          task == "mpe")
                 agree = welch_agree(om, oh, on, tm, th, tn)
-                table[f"{task}/{algo}/{sampling}"] = {
+                entry = f"{task}/{algo}/{sampling}"
+                null_agree = None
+                if null is not None and entry in null:
+                    _, nm, nh, nn = points(np.asarray(null[entry]["steps"]),
+                                           np.asarray(null[entry]["values"]), args.points,
+                                           task == "mpe")
+                    null_agree = welch_agree(om, oh, on, nm, nh, nn).tolist()
+                table[entry] = {
                     "env_steps": ts.tolist(),
                     "authors": {"mean": tm.tolist(), "ci95": th.tolist(), "runs": tn},
                     "dpo_jax": {"mean": om.tolist(), "ci95": oh.tolist(), "runs": on},
                     "agree": agree.tolist(), "agree_all": bool(agree.all()),
+                    "null_agree": null_agree,
                     "authors_env_steps_per_cpu_s": float(np.mean(theirs["env_steps_per_cpu_s"])),
                     "dpo_jax_train_s": mine["train_s"],
                     "dpo_jax_env_steps_per_s_all_runs": mine["env_steps_per_s_all_runs"]}
                 print(f"\n{task}, {algo}, {sampling}: agree at "
-                      f"{int(agree.sum())}/{len(agree)} logged points")
+                      f"{int(agree.sum())}/{len(agree)} logged points"
+                      + ("" if null_agree is None else
+                         f" (dpo-jax against itself, other seeds: {sum(null_agree)})"))
                 print("| env steps | authors' code | dpo-jax | agree |\n|---|---|---|---|")
                 for i in range(len(ts)):
                     print(f"| {int(ts[i]):,} | {tm[i]:.3f} +- {th[i]:.3f} | "
@@ -283,6 +305,12 @@ def main() -> None:
         t0 = time.perf_counter()
         ours = run_ours(args)
         ours_path.write_text(json.dumps({"wall_s": time.perf_counter() - t0, "runs": ours}))
+    null_path = out / "dpo_jax_null_runs.json"
+    if "null" in args.parts:
+        t0 = time.perf_counter()
+        null = run_ours(args, seed=args.null_seed)
+        null_path.write_text(json.dumps({"wall_s": time.perf_counter() - t0,
+                                         "seed": args.null_seed, "runs": null}))
     if "pooling" in args.parts:
         import jax
 
@@ -296,7 +324,8 @@ def main() -> None:
             "wall_s": time.perf_counter() - t0, "entries": pooling}, indent=1))
     if "report" in args.parts:
         ours = json.loads(ours_path.read_text())["runs"]
-        table = report(args, folder, ours)
+        null = json.loads(null_path.read_text())["runs"] if null_path.exists() else None
+        table = report(args, folder, ours, null)
         figure(args, table, out / "parity.png")
         import jax
 

@@ -12,7 +12,11 @@ code runs unmodified; from outside this script only
   (the one-line change the parity benchmark compares with);
 - records, after every update, the exact J(pi)/J* of the learned product policy on the
   matrix game (numpy, float64, finite-horizon from state 0, from the game's own
-  tables) or the returns of the MPE training episodes that ended in the update.
+  tables) or the returns of the MPE training episodes that ended in the update;
+- with ``--dump PATH``, saves the first update instead of training on (an ``.npz``:
+  every agent's actor and critic parameters before and after it, the buffer it
+  trained on, the betas it used and its statistics) and exits; the update replays
+  in dpo-jax with ``benchmarks/authors_update_diff.py``.
 
     python authors_worker.py --authors-tree T --task game --algo dpo --seed 1 \
         --steps 30000 --out run.json
@@ -44,6 +48,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--anomaly", action="store_true",
                    help="keep their per-update torch.autograd.set_detect_anomaly(True)")
     p.add_argument("--out", required=True)
+    p.add_argument("--dump", default=None,
+                   help="save the first update (parameters, buffer) to this .npz and exit")
     return p.parse_args()
 
 
@@ -96,6 +102,41 @@ def per_agent_torch(num_agents: int) -> object:
     return PerAgentTorch()
 
 
+BUFFER_FIELDS = ("obs", "actions", "action_log_probs", "value_preds", "returns", "rewards",
+                 "masks", "active_masks")
+
+
+def install_dump(base_runner: types.ModuleType, path: str, num_agents: int) -> None:
+    """Make their runner save its first update to ``path`` (``.npz``) and exit:
+    ``before.actor{i}.{name}`` / ``after.actor{i}.{name}`` (and ``critic``) from
+    their modules' ``state_dict``, ``buf.{field}`` of their buffer, the betas
+    (``beta_sqrt_kl``, ``beta_kl``; DPO) and ``info.{key}`` of their statistics."""
+    original = base_runner.Runner.train
+
+    def snapshot(runner) -> dict:
+        out = {}
+        for i in range(num_agents):
+            for part in ("actor", "critic"):
+                module = getattr(runner.trainer.policy, part)[i]
+                for name, value in module.state_dict().items():
+                    out[f"{part}{i}.{name}"] = value.detach().cpu().numpy().copy()
+        return out
+
+    def train_and_dump(runner, *a, **k):
+        before = snapshot(runner)
+        buf = {f"buf.{n}": np.array(getattr(runner.buffer, n)) for n in BUFFER_FIELDS}
+        info = original(runner, *a, **k)
+        after = snapshot(runner)
+        betas = {n: np.asarray(getattr(runner.trainer, n), np.float64)
+                 for n in ("beta_sqrt_kl", "beta_kl") if hasattr(runner.trainer, n)}
+        np.savez(path, **{f"before.{n}": v for n, v in before.items()},
+                 **{f"after.{n}": v for n, v in after.items()}, **buf, **betas,
+                 **{f"info.{n}": np.float64(v) for n, v in info.items() if np.ndim(v) == 0})
+        raise SystemExit(0)
+
+    base_runner.Runner.train = train_and_dump
+
+
 def game_args(args: argparse.Namespace) -> list[str]:
     """Their matrix-game command line: their defaults, one rollout thread, CPU."""
     argv = ["--map_name", "random_matrix_game_3", "--seed", str(args.seed),
@@ -117,6 +158,8 @@ def main() -> None:
     args = parse_args()
     tree = pathlib.Path(args.authors_tree).resolve()
     args.out = str(pathlib.Path(args.out).resolve())  # before the chdir below
+    if args.dump:
+        args.dump = str(pathlib.Path(args.dump).resolve())
     sys.path.insert(0, str(tree))
     os.chdir(tree)  # their scripts load a_mat_model/*.pkl relative to it
     sys.argv = [sys.argv[0]]
@@ -165,6 +208,8 @@ def main() -> None:
             return info
 
         base_runner.Runner.train = train_and_score
+        if args.dump:
+            install_dump(base_runner, args.dump, num_agents)
         script.main(game_args(args))
         meta = {"j_star": j_star, "horizon": horizon}
     else:
@@ -197,6 +242,8 @@ def main() -> None:
             return info
 
         base_runner.Runner.train = train_and_log
+        if args.dump:
+            install_dump(base_runner, args.dump, num_agents)
         script.main(mpe_args(args))
         meta = {"num_agents": args.num_agents}
     wall = time.perf_counter() - t0
