@@ -173,7 +173,8 @@ def replay(data: dict, env: Any, task: str, algo: str, overrides: dict) -> dict:
     scope = (0, 1) if cfg.advantage_norm_scope == "agent" else (0, 1, 2)
     batch = trainer.Batch(
         obs=obs, avail=avail, action=action, log_prob=log_prob, dist_params=dist,
-        value=values[:-1], advantage=trainer.standardize(adv[..., None], None, scope)[..., 0],
+        value=values[:-1], advantage=trainer.standardize(adv[..., None], None, scope,
+                                                          cfg.adv_norm_eps)[..., 0],
         target=target, weight=jnp.ones(action.shape, jnp.float32))
     betas = {k: jnp.asarray(data.get(k, np.full(n, cfg.init_beta_kl)), jnp.float32)
              for k in ("beta_sqrt_kl", "beta_kl")}

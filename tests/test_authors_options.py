@@ -206,6 +206,10 @@ def test_advantage_norm_scope_standardises_per_agent_or_over_all_agents():
         .advantage)
     np.testing.assert_allclose(per_agent, (raw - raw.mean(0)) / (raw.std(0) + 1e-8), atol=1e-5)
     np.testing.assert_allclose(pooled, (raw - raw.mean()) / (raw.std() + 1e-8), atol=1e-5)
+    wide = np.asarray(trainer.make_batch(  # an epsilon large enough to show
+        agents, state.params, traj, base.replace(advantage_norm_scope="all_agents",
+                                                 adv_norm_eps=0.5), norm)[0].advantage)
+    np.testing.assert_allclose(wide, (raw - raw.mean()) / (raw.std() + 0.5), atol=1e-5)
 
 
 # -- beta statistics from the last minibatch -----------------------------------------
@@ -280,9 +284,12 @@ def test_authors_preset_sets_their_code_defaults_per_family():
     assert preset_env_kwargs("paper", "stochastic_game") == {}
     assert preset_env_kwargs("paper", "mpe_navigation") == {}
     mpe = dpo_jax.preset("authors", "mpe_navigation")
-    assert (mpe.entropy_coef, mpe.loss_mean_over_agents) == (0.0, True)
-    assert (dpo_jax.TrainConfig().entropy_coef,
-            dpo_jax.TrainConfig().loss_mean_over_agents) == (0.01, False)
+    assert (mpe.entropy_coef, mpe.loss_mean_over_agents, mpe.adv_norm_eps) == (0.0, True, 1e-5)
+    default = dpo_jax.TrainConfig()
+    assert (default.entropy_coef, default.loss_mean_over_agents,
+            default.adv_norm_eps) == (0.01, False, 1e-8)
+    with pytest.raises(ValueError, match="adv_norm_eps"):
+        dpo_jax.TrainConfig(adv_norm_eps=0.0)
 
 
 def test_loss_mean_over_agents_divides_each_agents_gradient_by_n():

@@ -67,7 +67,7 @@ _INT_FIELDS = ("total_timesteps", "num_envs", "num_epochs", "num_minibatches",
 _FLOAT_FIELDS = ("clip_eps", "d_target", "delta", "omega", "init_beta_sqrt", "init_beta_kl",
                  "beta_min", "beta_max", "kl_sqrt_eps", "entropy_coef", "value_coef",
                  "value_norm_beta", "actor_lr", "critic_lr", "adam_eps", "max_grad_norm",
-                 "gamma", "gae_lambda", "init_log_std")
+                 "gamma", "gae_lambda", "init_log_std", "adv_norm_eps")
 _OPTIONAL_FLOAT_FIELDS = ("value_clip", "huber_delta")
 _BOOL_FIELDS = ("scale_adv_by_num_agents", "shared_betas", "value_norm",
                 "bootstrap_truncation", "normalize_advantages", "active_masks", "anneal_lr",
@@ -177,6 +177,10 @@ class TrainConfig:
       advantage_norm_scope: ``"agent"``: each agent's advantages standardised on
         their own (default); ``"all_agents"``: one mean and std over all agents'
         samples together (the authors' code and MAPPO).
+      adv_norm_eps: added to the standard deviation the advantages are divided by
+        (1e-8; the authors' code 1e-5). It matters once the advantages' spread is
+        that small, as on the stochastic game's never-reset training env late in
+        training, where A = r - V(s) nearly vanishes.
       active_masks: leave dead agents' samples (SMAX; envs with
         ``has_active_mask``) out of the policy and value losses, the advantage
         statistics, the KL means and eq. 20's beta adaptation (MAPPO's
@@ -247,6 +251,7 @@ class TrainConfig:
     bootstrap_truncation: bool = True
     normalize_advantages: bool = True
     advantage_norm_scope: AdvantageNormScope = "agent"
+    adv_norm_eps: float = 1e-8
     active_masks: bool = True
 
     actor_lr: float = 5e-4
@@ -292,6 +297,7 @@ class TrainConfig:
         _require(self.huber_delta is None or self.huber_delta > 0, "huber_delta",
                  self.huber_delta, "None or a finite number > 0")
         _require(self.kl_sqrt_eps >= 0, "kl_sqrt_eps", self.kl_sqrt_eps, "a number >= 0")
+        _require(self.adv_norm_eps > 0, "adv_norm_eps", self.adv_norm_eps, "a number > 0")
         if self.num_steps is not None:
             self.check_batch(self.num_steps)
 
@@ -366,6 +372,7 @@ AUTHORS_CODE: dict[str, object] = dict(
     beta_statistics="last_minibatch", sampling="pooled",
     advantage_norm_scope="all_agents", value_norm=False, huber_delta=None,
     bootstrap_truncation=False, entropy_coef=0.0, loss_mean_over_agents=True,
+    adv_norm_eps=1e-5,
 )
 """The authors' PyTorch code (github PKU-RL/DPO, ``onpolicy/config.py`` and
 ``r_mappo.py``) as ``TrainConfig`` fields: one rollout thread, 15 epochs on the
@@ -382,9 +389,9 @@ gradient), so it changes nothing; their runs with 0, 0.01 and 0.5 are bit
 identical. Their other defaults equal ours (Adam 5e-4 with eps 1e-5, grad norm
 10, clipped value loss 0.2, gamma 0.99, lambda 0.95, 128 units, input LayerNorm,
 gain 0.01 on the policy head). ``d_target`` comes from ``AUTHORS_D_TARGET``; the
-env keyword arguments from ``preset_env_kwargs``. What stays different: their KL
-of categorical policies adds 1e-9 inside the logs, and their advantages are
-standardised with 1e-5 added to the std (ours 1e-8)."""
+env keyword arguments from ``preset_env_kwargs``; their advantages are standardised
+with 1e-5 added to the std (``adv_norm_eps``). What stays different: their KL of
+categorical policies adds 1e-9 inside the logs."""
 
 AUTHORS_D_TARGET: dict[str, float] = {
     "stochastic_game": 0.01,  # their --dtar_kl default

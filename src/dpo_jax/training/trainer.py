@@ -190,7 +190,7 @@ def make_batch(
     weight = None if traj.active is None else traj.active.astype(jnp.float32)
     if cfg.normalize_advantages:
         scope = axes if cfg.advantage_norm_scope == "agent" else (0, 1, 2)
-        advantages = standardize(advantages, weight, scope)
+        advantages = standardize(advantages, weight, scope, cfg.adv_norm_eps)
     flat = lambda x: None if x is None else x.reshape((-1,) + x.shape[2:])  # noqa: E731
     batch = Batch(
         obs=flat(traj.obs), avail=flat(traj.avail), action=flat(traj.action),
@@ -201,15 +201,16 @@ def make_batch(
     return batch, norm, explained
 
 
-def standardize(x: Array, weight: Optional[Array], axes: tuple[int, ...]) -> Array:
-    """``(x - mean) / (std + 1e-8)`` with the statistics over ``axes`` (time and
+def standardize(x: Array, weight: Optional[Array], axes: tuple[int, ...],
+                eps: float = 1e-8) -> Array:
+    """``(x - mean) / (std + eps)`` with the statistics over ``axes`` (time and
     envs: per agent; time, envs and agents: over all agents); with ``weight``
     (0/1) over the active samples only."""
     if weight is None:
-        return (x - x.mean(axes)) / (x.std(axes) + 1e-8)
+        return (x - x.mean(axes)) / (x.std(axes) + eps)
     mean = masked_mean(x, weight, axes)
     var = masked_mean((x - mean) ** 2, weight, axes)
-    return (x - mean) / (jnp.sqrt(var) + 1e-8)
+    return (x - mean) / (jnp.sqrt(var) + eps)
 
 
 def agent_loss(
