@@ -25,7 +25,11 @@ what each changes. Reported per case:
   difference next to the largest parameter move of their update;
 - the rounding sensitivity of the update: how far dpo-jax's own action probabilities
   move when their starting parameters are perturbed by one part in 10^7 (a float32
-  rounding), under the ``authors`` preset.
+  rounding), under the ``authors`` preset;
+- the env: their MPE navigation (``authors_worker.py --env-check``) and dpo-jax's
+  ``mpe_navigation`` with the preset's env arguments, stepped from the same state (three
+  agents in contact) under the same random actions: the largest differences of
+  positions, velocities, rewards and observations.
 
 Writes ``update_diff.json`` (``--out``) and prints the table.
 """
@@ -211,6 +215,41 @@ def replay(data: dict, env: Any, task: str, algo: str, overrides: dict) -> dict:
     }
 
 
+THEIR_TO_JAXMARL_ACTION = np.array([0, 2, 1, 4, 3])
+"""Their discrete MPE actions (1 +x, 2 -x, 3 +y, 4 -y) as JaxMARL's (1 -x, 2 +x, 3 -y,
+4 +y)."""
+
+
+def env_diff(args: argparse.Namespace, folder: pathlib.Path) -> dict:
+    """Their MPE navigation env against dpo-jax's, stepped alike (module docstring)."""
+    import jax
+    import jax.numpy as jnp
+
+    path = folder / "env_check.json"
+    cmd = [args.authors_python, str(ROOT / "benchmarks" / "authors_worker.py"),
+           "--authors-tree", args.authors_tree, "--task", "mpe", "--algo", "ippo",
+           "--out", str(folder / "unused.json"), "--env-check", str(path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0 or not path.exists():
+        raise SystemExit(f"their env failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    theirs = json.loads(path.read_text())
+    env = make_env(args, "mpe")
+    state = env.make_state(np.array(theirs["pos0"]), np.array(theirs["landmarks"]))
+    step = jax.jit(env.step)
+    worst = {"pos": 0.0, "vel": 0.0, "reward": 0.0, "obs": 0.0}
+    for t, actions in enumerate(np.array(theirs["actions"])):
+        out = step(jax.random.key(t), state, jnp.asarray(THEIR_TO_JAXMARL_ACTION[actions],
+                                                         jnp.int32))
+        state = out.state
+        n = env.num_agents
+        found = {"pos": np.asarray(state.p_pos[:n]), "vel": np.asarray(state.p_vel[:n]),
+                 "reward": float(out.reward[0]), "obs": np.asarray(out.obs)}
+        for key in worst:
+            gap = np.abs(np.asarray(found[key]) - np.asarray(theirs[key][t])).max()
+            worst[key] = max(worst[key], float(gap))
+    return {"steps": len(theirs["actions"]), **{f"max_abs_{k}": v for k, v in worst.items()}}
+
+
 def main() -> None:
     args = parse_args()
     from dpo_jax.running import scripts
@@ -231,6 +270,7 @@ def main() -> None:
             for row in rows.values():
                 row.pop("probs_after")
             table[f"{task}/{algo}"] = rows
+        env_step = env_diff(args, pathlib.Path(tmp))
     print("| case | dpo-jax config | max |d log-prob| before | max |d return| | "
           "max |d prob| after | KL(before||after) dpo-jax / theirs | "
           "max |d param| / their largest move |")
@@ -245,13 +285,17 @@ def main() -> None:
           "perturbed by 1e-7): " + ", ".join(
               f"{case} {rows['authors preset']['rounding_sensitivity']:.1e}"
               for case, rows in table.items()))
+    print(f"env, {env_step['steps']} steps from three agents in contact: max |d position| "
+          f"{env_step['max_abs_pos']:.1e}, velocity {env_step['max_abs_vel']:.1e}, reward "
+          f"{env_step['max_abs_reward']:.1e}, observation {env_step['max_abs_obs']:.1e}")
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "command": "python benchmarks/authors_update_diff.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "jax": jax.__version__, "date": time.strftime("%Y-%m-%d"), "seed": args.seed,
-        "sampling": "per_agent", "cases": table}, indent=1))
+        "sampling": "per_agent", "cases": table,
+        "env_step": env_step}, indent=1))
     print(f"\nwrote {out}")
 
 

@@ -16,7 +16,10 @@ code runs unmodified; from outside this script only
 - with ``--dump PATH``, saves the first update instead of training on (an ``.npz``:
   every agent's actor and critic parameters before and after it, the buffer it
   trained on, the betas it used and its statistics) and exits; the update replays
-  in dpo-jax with ``benchmarks/authors_update_diff.py``.
+  in dpo-jax with ``benchmarks/authors_update_diff.py``;
+- with ``--env-check PATH`` (MPE), steps their ``navigation_control_full`` env from a
+  given state (three agents in contact) under random actions and saves positions,
+  velocities, rewards and observations (JSON) for the same comparison.
 
     python authors_worker.py --authors-tree T --task game --algo dpo --seed 1 \
         --steps 30000 --out run.json
@@ -50,6 +53,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--out", required=True)
     p.add_argument("--dump", default=None,
                    help="save the first update (parameters, buffer) to this .npz and exit")
+    p.add_argument("--env-check", default=None,
+                   help="MPE: step their env from a fixed state, save it to this JSON, exit")
     return p.parse_args()
 
 
@@ -137,6 +142,39 @@ def install_dump(base_runner: types.ModuleType, path: str, num_agents: int) -> N
     base_runner.Runner.train = train_and_dump
 
 
+ENV_CHECK_POS = [[0.0, 0.0], [0.08, 0.0], [0.0, 0.09], [-0.5, 0.5], [0.5, -0.5]]
+"""Agent positions of ``--env-check``: agents 0-2 closer than two radii (0.1)."""
+
+
+def env_check(path: str, num_agents: int, steps: int = 10, seed: int = 1) -> None:
+    """Their MPE navigation env (``MPEEnv``, ``navigation_control_full``) stepped from
+    ``ENV_CHECK_POS`` at rest with landmarks and actions drawn from ``seed``; saves
+    the start, the actions (their indices) and after every step the positions,
+    velocities, agent 0's reward and the observations."""
+    from onpolicy.envs.mpe.MPE_env import MPEEnv
+
+    env = MPEEnv(argparse.Namespace(scenario_name="navigation_control_full",
+                                    num_agents=num_agents, num_landmarks=num_agents,
+                                    collision_penal=0, vision=1, episode_length=25))
+    env.reset()
+    world, rng = env.world, np.random.default_rng(seed)
+    landmarks = rng.uniform(-1, 1, (num_agents, 2))
+    for agent, pos in zip(world.agents, np.array(ENV_CHECK_POS[:num_agents])):
+        agent.state.p_pos, agent.state.p_vel = pos.copy(), np.zeros(2)
+    for landmark, pos in zip(world.landmarks, landmarks):
+        landmark.state.p_pos = pos.copy()
+    actions = rng.integers(0, 5, (steps, num_agents))
+    out = {"pos0": ENV_CHECK_POS[:num_agents], "landmarks": landmarks.tolist(),
+           "actions": actions.tolist(), "pos": [], "vel": [], "reward": [], "obs": []}
+    for act in actions:
+        obs, rew, _, _ = env.step(list(np.eye(5)[act]))
+        out["pos"].append([a.state.p_pos.tolist() for a in world.agents])
+        out["vel"].append([a.state.p_vel.tolist() for a in world.agents])
+        out["reward"].append(float(rew[0][0]))
+        out["obs"].append(np.asarray(obs).tolist())
+    pathlib.Path(path).write_text(json.dumps(out))
+
+
 def game_args(args: argparse.Namespace) -> list[str]:
     """Their matrix-game command line: their defaults, one rollout thread, CPU."""
     argv = ["--map_name", "random_matrix_game_3", "--seed", str(args.seed),
@@ -160,6 +198,8 @@ def main() -> None:
     args.out = str(pathlib.Path(args.out).resolve())  # before the chdir below
     if args.dump:
         args.dump = str(pathlib.Path(args.dump).resolve())
+    if args.env_check:
+        args.env_check = str(pathlib.Path(args.env_check).resolve())
     sys.path.insert(0, str(tree))
     os.chdir(tree)  # their scripts load a_mat_model/*.pkl relative to it
     sys.argv = [sys.argv[0]]
@@ -170,6 +210,9 @@ def main() -> None:
         torch.autograd.set_detect_anomaly = lambda *a, **k: None
     sys.modules.setdefault("wandb", types.ModuleType("wandb"))  # imported, never used
     num_agents = 3 if args.task == "game" else args.num_agents
+    if args.env_check:
+        env_check(args.env_check, num_agents)
+        return
     if args.sampling == "per_agent":
         import onpolicy.utils.shared_buffer as shared_buffer
 

@@ -337,9 +337,17 @@ def update_diff() -> str:
     shaken = ", ".join(f"{case.split('/')[0].replace('mpe', 'MPE')} {case.split('/')[1].upper()} "
                        f"{rows['authors preset']['rounding_sensitivity']:.0e}"
                        for case, rows in d["cases"].items())
+    env = d["env_step"]
     return "\n".join(lines + ["", "Rounding sensitivity, the largest change of dpo-jax's own "
                                "action probabilities after the update when the starting "
                                "parameters are perturbed by one part in 1e7: " + shaken + ".",
+                               "", f"The env: their MPE navigation and dpo-jax's with the "
+                               f"preset's env arguments, {env['steps']} steps from one state "
+                               "with three agents in contact under the same random actions, "
+                               f"differ by at most {env['max_abs_pos']:.0e} in positions, "
+                               f"{env['max_abs_vel']:.0e} in velocities, "
+                               f"{env['max_abs_reward']:.0e} in rewards and "
+                               f"{env['max_abs_obs']:.0e} in observations.",
                                "", source(path, d)])
 
 
