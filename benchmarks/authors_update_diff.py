@@ -67,17 +67,22 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def run_worker(args: argparse.Namespace, folder: pathlib.Path, path: pathlib.Path,
+               *flags: str) -> None:
+    """``authors_worker.py`` in their Python with ``flags``; it must write ``path``."""
+    cmd = [args.authors_python, str(ROOT / "benchmarks" / "authors_worker.py"),
+           "--authors-tree", args.authors_tree, "--out", str(folder / "unused.json"), *flags]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0 or not path.exists():
+        raise SystemExit(f"their code failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+
+
 def dump_theirs(args: argparse.Namespace, task: str, algo: str, folder: pathlib.Path
                 ) -> dict[str, np.ndarray]:
     """Their first update of ``task``/``algo`` (per-agent samples), as arrays."""
     path = folder / f"{task}_{algo}.npz"
-    cmd = [args.authors_python, str(ROOT / "benchmarks" / "authors_worker.py"),
-           "--authors-tree", args.authors_tree, "--task", task, "--algo", algo,
-           "--sampling", "per_agent", "--seed", str(args.seed), "--steps", "100000",
-           "--out", str(folder / "unused.json"), "--dump", str(path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0 or not path.exists():
-        raise SystemExit(f"their run failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    run_worker(args, folder, path, "--task", task, "--algo", algo, "--sampling", "per_agent",
+               "--seed", str(args.seed), "--steps", "100000", "--dump", str(path))
     with np.load(path) as data:
         return {k: data[k] for k in data.files}
 
@@ -226,14 +231,10 @@ def env_diff(args: argparse.Namespace, folder: pathlib.Path) -> dict:
     import jax.numpy as jnp
 
     path = folder / "env_check.json"
-    cmd = [args.authors_python, str(ROOT / "benchmarks" / "authors_worker.py"),
-           "--authors-tree", args.authors_tree, "--task", "mpe", "--algo", "ippo",
-           "--out", str(folder / "unused.json"), "--env-check", str(path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0 or not path.exists():
-        raise SystemExit(f"their env failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    run_worker(args, folder, path, "--task", "mpe", "--algo", "ippo", "--env-check", str(path))
     theirs = json.loads(path.read_text())
     env = make_env(args, "mpe")
+    n = env.num_agents
     state = env.make_state(np.array(theirs["pos0"]), np.array(theirs["landmarks"]))
     step = jax.jit(env.step)
     worst = {"pos": 0.0, "vel": 0.0, "reward": 0.0, "obs": 0.0}
@@ -241,7 +242,6 @@ def env_diff(args: argparse.Namespace, folder: pathlib.Path) -> dict:
         out = step(jax.random.key(t), state, jnp.asarray(THEIR_TO_JAXMARL_ACTION[actions],
                                                          jnp.int32))
         state = out.state
-        n = env.num_agents
         found = {"pos": np.asarray(state.p_pos[:n]), "vel": np.asarray(state.p_vel[:n]),
                  "reward": float(out.reward[0]), "obs": np.asarray(out.obs)}
         for key in worst:
