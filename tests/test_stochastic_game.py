@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import pathlib
 import time
 
 import jax
@@ -11,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import dpo_jax
 from dpo_jax.envs import stochastic_game as sg
 from dpo_jax.envs.stochastic_game import (
     StochasticGame,
@@ -362,3 +364,43 @@ def test_default_game_builds_and_solves(record_property):
         dist = dist @ transitions
     assert value == pytest.approx(reference, abs=1e-3)
     assert value / optimum < 1.0
+
+
+def test_tables_of_anything_but_finite_float32_reals_are_named():
+    rewards = np.random.default_rng(0).random((3, 2, 2))
+    trans = np.full((3, 2, 2, 3), 1 / 3)
+    cases = [(np.full((3, 2, 2), 1e39), trans, "overflow float32"),
+             (rewards.astype(complex), trans, "rewards must hold real numbers"),
+             (rewards, trans.astype(str), "transitions must hold real numbers"),
+             (np.zeros((0, 2, 2)), np.zeros((0, 2, 2, 0)), "are empty"),
+             ([[1.0, 2.0], [3.0]], trans, "rewards is not an array")]
+    for r, t, words in cases:
+        with pytest.raises(ValueError, match=words):
+            dpo_jax.stochastic_game_from_tables(r, t)
+
+
+def test_a_game_file_is_loaded_without_running_what_it_names(tmp_path):
+    import pickle
+
+    rewards = np.random.default_rng(0).random((3, 2, 2))
+    trans = np.full((3, 2, 2, 3), 1 / 3)
+    good = tmp_path / "game.pkl"
+    good.write_bytes(pickle.dumps({"reward": rewards, "trans_mat": trans}))
+    game = dpo_jax.load_authors_game(str(good))
+    assert (game.num_agents, game.obs_dim) == (2, 3)
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (pathlib.Path.touch, (marker,))
+
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps({"reward": Payload(), "trans_mat": trans}))
+    with pytest.raises(ValueError, match="evil.pkl.*does not hold"):
+        dpo_jax.load_authors_game(str(evil))
+    assert not marker.exists()
+    wrong = tmp_path / "wrong.pkl"
+    wrong.write_bytes(pickle.dumps({"reward": rewards[:, :, :1], "trans_mat": trans}))
+    with pytest.raises(ValueError, match="wrong.pkl.*must be rewards' shape"):
+        dpo_jax.load_authors_game(str(wrong))

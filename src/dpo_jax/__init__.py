@@ -27,7 +27,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -41,6 +41,8 @@ _EXPORTS: dict[str, str] = {
     # environments
     "make_env": "dpo_jax.envs", "list_envs": "dpo_jax.envs", "register_env": "dpo_jax.envs",
     "MultiAgentEnv": "dpo_jax.envs", "JaxMARLAdapter": "dpo_jax.envs",
+    "load_authors_game": "dpo_jax.envs.stochastic_game",
+    "stochastic_game_from_tables": "dpo_jax.envs",
     # the objective family
     "ObjectiveParams": "dpo_jax.core.objectives", "objective_params": "dpo_jax.core.objectives",
     "stack_params": "dpo_jax.core.objectives",

@@ -315,13 +315,16 @@ class StochasticGame(MultiAgentEnv):
           never_reset: the authors' continuing training env (module docs).
           num_agents: the agent count of a flat ``[S, A**N]`` table.
         """
-        rewards = np.asarray(rewards, np.float64)
-        transitions = np.asarray(transitions, np.float64)
+        rewards = _real_table("rewards", rewards)
+        transitions = _real_table("transitions", transitions)
         if rewards.ndim < 2 or transitions.ndim != rewards.ndim + 1:
             raise ValueError(f"stochastic game tables: rewards {rewards.shape} and "
                              f"transitions {transitions.shape} must be [S, joint...] and "
                              f"[S, joint..., S]")
         num_states = rewards.shape[0]
+        if rewards.size == 0:
+            raise ValueError(f"stochastic game tables: rewards {rewards.shape} are empty: "
+                             f"a game needs at least one state and one action per agent")
         if transitions.shape != rewards.shape + (num_states,):
             raise ValueError(f"stochastic game tables: transitions {transitions.shape} "
                              f"must be rewards' shape {rewards.shape} + ({num_states},)")
@@ -341,6 +344,10 @@ class StochasticGame(MultiAgentEnv):
         flat_p = transitions.reshape(num_states, -1, num_states)
         if not np.all(np.isfinite(rewards)) or not np.all(np.isfinite(flat_p)):
             raise ValueError("stochastic game tables: rewards and transitions must be finite")
+        limit = float(np.finfo(np.float32).max)
+        if np.abs(rewards).max() > limit:
+            raise ValueError(f"stochastic game tables: rewards up to {np.abs(rewards).max():.3g} "
+                             f"overflow float32 (max {limit:.3g}), in which the game runs")
         if flat_p.min() < 0 or np.abs(flat_p.sum(-1) - 1).max() > 1e-4:
             raise ValueError("stochastic game tables: every transition row must be "
                              "non-negative and sum to 1")
@@ -526,6 +533,20 @@ def _check_table_size(num_states: int, num_agents: int, num_actions: int) -> Non
         )
 
 
+def _real_table(name: str, table: Any) -> np.ndarray:
+    """``table`` as a float64 array, or ``ValueError`` naming it when it holds
+    anything but real numbers (strings, complex values, ragged rows)."""
+    try:
+        array = np.asarray(table)
+    except ValueError as err:  # ragged nested lists
+        raise ValueError(f"stochastic game tables: {name} is not an array ({err})") from None
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer)
+                                   or np.issubdtype(array.dtype, np.floating)):
+        raise ValueError(f"stochastic game tables: {name} must hold real numbers, got "
+                         f"dtype {array.dtype}")
+    return array.astype(np.float64)
+
+
 def stochastic_game_from_tables(
     rewards: Any, transitions: Any, start_state: int = 0,
     episode_length: int | None = None, never_reset: bool = False,
@@ -540,20 +561,48 @@ def load_authors_game(path: str, episode_length: int | None = None,
     """The game of one of the authors' ``a_mat_model/*.pkl`` files (a pickled dict
     with ``reward [S, A, .., A]`` and ``trans_mat [S, A, .., A, S]``; start state 0;
     horizon ``S``, their ``max_episode_length``; ``int(1.34 * S)`` is their
-    ``--episode_longer``). Raises ``ValueError`` naming the file on a bad format."""
+    ``--episode_longer``).
+
+    **Loading a pickle runs code**: a pickle can name any function to call, so load
+    only files you trust (the authors' repository, your own). The loader accepts
+    only numpy arrays, lists and numbers inside the dict, and refuses any other
+    class the pickle names before calling it.
+
+    Raises ``ValueError`` naming the file on a bad format, a class it refuses, or
+    tables of the wrong shape."""
     import pickle
+
+    class _Tables(pickle.Unpickler):
+        """Only what an a_mat_model file holds: numpy arrays and builtins."""
+
+        ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"),
+                   ("numpy.core.multiarray", "_reconstruct"),
+                   ("numpy._core.multiarray", "_reconstruct"),
+                   ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                   ("builtins", "dict"), ("builtins", "list"), ("collections", "OrderedDict")}
+
+        def find_class(self, module: str, name: str) -> Any:
+            if (module, name) not in self.ALLOWED:
+                raise pickle.UnpicklingError(f"it names {module}.{name}, which a game file "
+                                             f"does not hold (only numpy arrays are loaded)")
+            return super().find_class(module, name)
 
     try:
         with open(path, "rb") as f:
-            data = pickle.load(f)
+            data = _Tables(f).load()
         rewards, transitions = data["reward"], data["trans_mat"]
-    except (OSError, pickle.UnpicklingError, EOFError) as err:
+    except (OSError, pickle.UnpicklingError, EOFError, ImportError, AttributeError,
+            ValueError) as err:
         raise ValueError(f"{path!r}: cannot read the game ({type(err).__name__}: "
                          f"{err})") from None
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, IndexError):
         raise ValueError(f"{path!r}: expected a pickled dict with 'reward' and "
                          f"'trans_mat' (the authors' a_mat_model format)") from None
-    return StochasticGame.from_tables(rewards, transitions, 0, episode_length, never_reset)
+    try:
+        return StochasticGame.from_tables(rewards, transitions, 0, episode_length,
+                                          never_reset)
+    except ValueError as err:
+        raise ValueError(f"{path!r}: {err}") from None
 
 
 def make_stochastic_game(
