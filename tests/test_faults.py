@@ -211,11 +211,16 @@ def test_unreadable_job_files_are_named(file, content, message, tmp_path, cache)
     out = tmp_path / "job"
     assert cli(JOB + ["--stop-after", "2"], cache, out).returncode == 0
     (out / file).write_text(content)
-    for args in (JOB + ["--resume", "--out", str(out)], ["eval", str(out)]):
+    needs = [JOB + ["--resume", "--out", str(out)]]
+    if file == "spec.json":
+        needs.append(["eval", str(out)])
+    else:  # eval needs only a sound state: the manifests record its run count
+        assert cli(["eval", str(out), "--episodes", "2"], cache).returncode == 0
+    for args in needs:
         proc = cli(args, cache)
         assert proc.returncode == 2, (args, proc.stderr[-2000:])
         assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    debug = cli(["eval", str(out), "--debug"], cache)
+    debug = cli(needs[0] + ["--debug"], cache)
     assert "Traceback" in debug.stderr  # --debug shows it
 
 

@@ -69,10 +69,12 @@ def _cgroup_quota() -> Optional[float]:
         return None
 
 
-def parse_cpu_devices(text: Union[str, int, None]) -> Optional[int]:
+def parse_cpu_devices(text: Union[str, int, None],
+                      source: str = CPU_DEVICES_VAR) -> Optional[int]:
     """``DPO_JAX_CPU_DEVICES`` / ``--cpu-devices`` as a device count: ``auto`` (or
     unset) -> ``usable_cores()``, ``0``/``off`` -> ``None`` (leave JAX's default),
-    a positive int -> itself. Raises ``ValueError`` naming the variable otherwise."""
+    a positive int -> itself. Raises ``ValueError`` naming ``source`` (the variable
+    or the flag the text came from) otherwise."""
     if text is None or (isinstance(text, str) and text.strip().lower() in ("", "auto")):
         return usable_cores()
     if isinstance(text, str) and text.strip().lower() in _OFF:
@@ -80,10 +82,10 @@ def parse_cpu_devices(text: Union[str, int, None]) -> Optional[int]:
     try:
         count = int(text)
     except (TypeError, ValueError):
-        raise ValueError(f"{CPU_DEVICES_VAR}={text!r}: expected auto, off (or 0), or a "
+        raise ValueError(f"{source}={text!r}: expected auto, off (or 0), or a "
                          f"positive number of CPU devices") from None
     if count < 0:
-        raise ValueError(f"{CPU_DEVICES_VAR}={text!r}: expected auto, off (or 0), or a "
+        raise ValueError(f"{source}={text!r}: expected auto, off (or 0), or a "
                          f"positive number of CPU devices")
     return count or None
 

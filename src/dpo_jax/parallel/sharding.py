@@ -172,18 +172,27 @@ def pad_runs(tree: Any, num_runs: int, size: int) -> Any:
     return jax.tree.map(pad, tree)
 
 
+class PaddingWarning(UserWarning):
+    """The run axis was padded to the device count (copies of the last run)."""
+
+
 def place_runs(args: tuple, run_args: Sequence[bool], num_runs: int,
-               devices: list[jax.Device]) -> tuple[tuple, int]:
+               devices: list[jax.Device],
+               note: Optional[Callable[[str], None]] = None) -> tuple[tuple, int]:
     """Shard the arguments flagged in ``run_args`` along their leading run axis over
     ``devices`` (padded to a multiple of the device count) and replicate the rest.
-    Returns the placed arguments and the padded run count."""
+    Returns the placed arguments and the padded run count. The padding is said once,
+    through ``note`` (a line of the caller's report) or else a ``PaddingWarning``."""
     if len(devices) == 1 and jax.process_count() == 1:
         return args, num_runs
     size = padded_size(num_runs, len(devices))
     if size != num_runs:
-        warnings.warn(f"{num_runs} runs do not divide over {len(devices)} devices: padded "
-                      f"to {size} with copies of the last run, dropped from the results",
-                      UserWarning, stacklevel=3)
+        text = (f"{num_runs} runs do not divide over {len(devices)} devices: padded to "
+                f"{size} with copies of the last run, dropped from the results")
+        if note is not None:
+            note(text)
+        else:
+            warnings.warn(text, PaddingWarning, stacklevel=3)
     mesh = Mesh(np.asarray(devices), (RUN_AXIS,))
     by_run = NamedSharding(mesh, PartitionSpec(RUN_AXIS))
     replicated = NamedSharding(mesh, PartitionSpec())

@@ -161,16 +161,8 @@ def load_policies(out: str | pathlib.Path, program: str = "pg") -> Policies:
     env_arg = (env,) if env_is_pytree(env) else ()
     in_axes = (0, 0 if prog.obj is not None else None) + ((None,) if env_arg else ())
     init = jax.jit(jax.vmap(trainer.init, in_axes=in_axes))
-    saved_runs = checkpoint.saved_runs(folder)
-    keys, obj = prog.keys, prog.obj
-    if saved_runs != len(prog.labels):  # padded to the device count when trained
-        pad = saved_runs - len(prog.labels)
-        keys, obj = jax.tree.map(lambda x: jnp.concatenate([x, x[-1:].repeat(pad, 0)]),
-                                 (keys, obj))
-    state = init(keys, obj, *env_arg)
-    step = jax.eval_shape(jax.vmap(trainer.run, in_axes=(0, None) + in_axes[1:]),
-                          state, jnp.int32(0), obj, *env_arg)[1]
-    restored = checkpoint.restore_latest(folder, state, checkpoint.metrics_like(step))
+    state = init(prog.keys, prog.obj, *env_arg)  # the real runs; restore drops padding
+    restored = checkpoint.restore_latest(folder, state, None, num_runs=len(prog.labels))
     for line in restored.skipped:
         warnings.warn(f"skipped a checkpoint: {line}", checkpoint.CheckpointWarning,
                       stacklevel=2)

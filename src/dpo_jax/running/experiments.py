@@ -14,7 +14,7 @@ import dataclasses
 import pathlib
 import time
 import warnings
-from typing import Any, Mapping, NamedTuple, Optional, Sequence, TextIO
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, TextIO
 
 import jax
 import jax.numpy as jnp
@@ -79,6 +79,7 @@ class Placement(NamedTuple):
     padded: int
     constrain: Any
     devices: list
+    shard: str = "runs"
 
 
 def env_is_pytree(env: MultiAgentEnv) -> bool:
@@ -117,7 +118,8 @@ def check_inputs(cfg: AnyConfig, env: MultiAgentEnv, keys: Any,
 
 def place(cfg: AnyConfig, env: MultiAgentEnv, keys: jax.Array,
           obj: Optional[ObjectiveParams], num_runs: int,
-          devices: Optional[Sequence[jax.Device]], shard: str) -> Placement:
+          devices: Optional[Sequence[jax.Device]], shard: str,
+          note: Optional[Callable[[str], None]] = None) -> Placement:
     """Spread the runs (``shard="runs"``) or each run's envs (``"envs"``) over the
     devices; see ``parallel.sharding``. The run axis uses no more devices than
     balance the runs (``sharding.balanced_devices``)."""
@@ -137,11 +139,11 @@ def place(cfg: AnyConfig, env: MultiAgentEnv, keys: jax.Array,
             sharding.check_env_axis(cfg.num_envs,
                                     cfg.num_envs * steps // cfg.num_minibatches, len(devices))
             return Placement(sharding.replicate(args, devices), in_axes, num_runs,
-                             sharding.env_constraint(devices), devices)
+                             sharding.env_constraint(devices), devices, shard)
     devices = sharding.balanced_devices(num_runs, devices)
     run_args = (True, True, False) if env_as_arg else (True, True)
-    placed, padded = sharding.place_runs(args, run_args, num_runs, devices)
-    return Placement(placed, in_axes, padded, sharding.no_constraint, devices)
+    placed, padded = sharding.place_runs(args, run_args, num_runs, devices, note)
+    return Placement(placed, in_axes, padded, sharding.no_constraint, devices, shard)
 
 
 def run(
@@ -161,6 +163,7 @@ def run(
     loggers: Sequence[Logger] = (),
     keep_checkpoints: int = 2,
     labels: Optional[Sequence[Mapping[str, Any]]] = None,
+    note: Optional[Callable[[str], None]] = None,
 ) -> RunOutput:
     """Train ``len(keys)`` runs as one compiled ``vmap`` (seeds, and sweeps via ``obj``
     with a matching leading axis). Compile and run times are measured separately.
@@ -199,8 +202,9 @@ def run(
 
     - ``shard="runs"``: the run axis is split over as many devices as balance it
       (5 runs on 4 devices: 3 devices of 2 runs, one copy of the last run as
-      padding, dropped from the results); the same keys give the same metrics on
-      any number of devices up to float rounding.
+      padding, dropped from the results, said once through ``note`` or a
+      ``sharding.PaddingWarning``); the same keys give the same metrics on any
+      number of devices up to float rounding.
     - ``shard="envs"``: each run's envs are split over them (data-parallel PPO,
       parameters replicated, gradients all-reduced). Policy-gradient family only;
       ``num_envs`` and the minibatch size must divide by the device count.
@@ -209,7 +213,7 @@ def run(
     or IQL / IDDPG (``IQLConfig``, ``IDDPGConfig`` or ``TrainConfig(algo="iql" |
     "iddpg")``), which take no ``obj``."""
     cfg, keys, num_runs = check_inputs(cfg, env, keys, obj)
-    placement = place(cfg, env, keys, obj, num_runs, devices, shard)
+    placement = place(cfg, env, keys, obj, num_runs, devices, shard, note)
     if checkpoint_dir is None and (resume or stop_after is not None
                                    or checkpoint_every is not None):
         raise ValueError("resume, stop_after and checkpoint_every need checkpoint_dir")
@@ -317,11 +321,15 @@ class _ChunkedRun:
         self.cfg, self.env, self.placement, self.num_runs = cfg, env, placement, num_runs
         self.printer, self.plan, self.loggers, self.labels = printer, plan, loggers, labels
         self.n_updates = num_updates(cfg, env)
-        if plan.folder is not None:
-            checkpoint.check_run(plan.folder, {
-                "config": cfg.__dict__, "env": repr(env), "runs": num_runs,
-                "padded_runs": placement.padded, "checkpoint_every": plan.every,
-                "chunk_updates": plan.chunk, **described})
+        self.identity = {"config": cfg.__dict__, "env": repr(env), "runs": num_runs,
+                         **described}
+        self.layout = {"devices": len(placement.devices), "padded_runs": placement.padded,
+                       "shard": placement.shard, "chunk_updates": plan.chunk,
+                       "checkpoint_every": plan.every}
+        self.saved_run = None
+        if plan.folder is not None:  # checked now, written once the run has resumed
+            defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+            self.saved_run = checkpoint.check_run(plan.folder, self.identity, defaults)
         self.trainer = make_trainer(cfg, env, plan.chunk, env_constraint=placement.constrain)
 
     def _compile(self) -> tuple[Any, Any, float]:
@@ -340,7 +348,7 @@ class _ChunkedRun:
         """The state, first update and metrics to continue from."""
         if self.plan.folder is None or not self.plan.resume:
             return state, 0, []
-        restored = checkpoint.restore_latest(self.plan.folder, state, like)
+        restored = checkpoint.restore_latest(self.plan.folder, state, like, self.num_runs)
         if restored is None:
             return state, 0, []
         for line in restored.skipped:
@@ -350,16 +358,42 @@ class _ChunkedRun:
             warnings.warn(f"resuming from the newest sound checkpoint, after "
                           f"{restored.updates_done} updates", checkpoint.CheckpointWarning,
                           stacklevel=4)
+        for start, end, why in restored.lost:
+            warnings.warn(f"the metrics of updates {start}..{end - 1} are lost ({why}); "
+                          f"the logs keep the rows their files still hold, else null",
+                          checkpoint.CheckpointWarning, stacklevel=4)
+        self.lost = [(start, end) for start, end, _ in restored.lost]
+        self._say_layout(restored.updates_done)
         return restored.state, restored.updates_done, [restored.metrics]
+
+    def _say_layout(self, updates_done: int) -> None:
+        """One line when the run continues on another device layout than the one
+        that saved it (its numbers can then differ from an uninterrupted run's)."""
+        if self.saved_run is None:
+            return
+        before = self.saved_run["layouts"][-1]
+        changed = [line for line in checkpoint.layout_changes(before, self.layout)
+                   if line.split(":")[0] in ("devices", "padded_runs", "shard")]
+        if changed:
+            warnings.warn(f"resuming after {updates_done} updates on another device layout "
+                          f"({'; '.join(changed)}): each run continues from its saved "
+                          f"state, but from here its numbers can differ from an "
+                          f"uninterrupted job's by float rounding, which training "
+                          f"amplifies (docs/checkpoints.md says how much)",
+                          checkpoint.CheckpointWarning, stacklevel=5)
 
     def run(self) -> RunOutput:
         state, program, compile_s = self._compile()
         like = checkpoint.metrics_like(program.out_info[1])
+        self.lost: list[tuple[int, int]] = []
         state, start, parts = self._resume(state, like)
+        if self.plan.folder is not None:
+            checkpoint.record_run(self.plan.folder, self.identity, self.layout, start,
+                                  self.saved_run)
         resumed_at = saved_at = start
         history = _logged(parts[0], self.num_runs) if parts else None
         for logger in self.loggers:
-            logger.start(start, history)
+            logger.start(start, history, lost=self.lost)
         end = self.n_updates
         if self.plan.stop_after is not None:  # the first checkpoint at or after it
             end = min(end, -(-self.plan.stop_after // self.plan.every) * self.plan.every)
@@ -375,7 +409,7 @@ class _ChunkedRun:
             seconds = time.perf_counter() - t0
             run_s += seconds
             count = valid_rows(start, self.plan.chunk, self.n_updates)
-            chunk = {k: np.asarray(v)[:, :count]
+            chunk = {k: np.asarray(v)[:self.num_runs, :count]  # the real runs
                      for k, v in sharding.gather(metrics).items()}
             self._check(chunk, start)
             done = start + count
@@ -389,8 +423,8 @@ class _ChunkedRun:
                 pending, saved_at = [], done
             steps = steps_so_far + exact_env_steps(chunk).T  # [chunk, runs]
             steps_so_far = steps[-1]
-            rows = {k: v[:self.num_runs] for k, v in chunk.items()}
-            rows["env_steps"] = steps.T[:self.num_runs]
+            rows = dict(chunk)
+            rows["env_steps"] = steps.T
             for logger in self.loggers:
                 logger.write(start, rows)
             checkpoint.fault_point("after_logs", done)
@@ -406,8 +440,7 @@ class _ChunkedRun:
     def _check(self, chunk: Mapping[str, np.ndarray], start: int) -> None:
         """Raise ``NonFiniteError`` at the first faulty chunk (before it is saved)."""
         if self.cfg.nan_policy == "raise":
-            faults.check_metrics({k: v[:self.num_runs] for k, v in chunk.items()}, start,
-                                 self.labels)
+            faults.check_metrics(chunk, start, self.labels)
 
 
 def run_sweep(

@@ -35,7 +35,7 @@ from dpo_jax.running.results import metrics_frame, save_json, summarize_final
 from dpo_jax.running.runspec import Program, RunSpec
 from dpo_jax.training import faults
 from dpo_jax.training.rollout import random_policy_return
-from dpo_jax.training.trainer import make_train, num_updates
+from dpo_jax.training.trainer import make_train, num_updates, rollout_length
 
 Report = Callable[[str], None]
 LABEL_NAMES = {"dpo": "DPO", "ippo": "IPPO", "ippo_kl": "IPPO-KL", "dpo_no_sqrt": "DPO w/o sqrt",
@@ -140,7 +140,11 @@ class Results:
 
 def _report_default(progress: bool | int) -> Report:
     if not progress:
-        return lambda text: None
+        def silent(text: str) -> None:
+            """Nothing reported (``progress=False``): notes go out as warnings."""
+
+        silent.silent = True  # type: ignore[attr-defined]
+        return silent
     return lambda text: print(text, flush=True)
 
 
@@ -209,6 +213,14 @@ def train(
                    algos=tuple(algos), d_targets=tuple(d_targets), seeds=seeds, seed=seed)
     if log and out is None:
         raise ValueError(f"log={list(log)} writes into a job folder: pass out=...")
+    for name, value in (("stop_after", stop_after), ("resume", resume or None)):
+        if value is not None and out is None:
+            raise ValueError(f"{name}={value!r} needs a job folder to continue from: "
+                             f"pass out=...")
+    for name, value in (("checkpoint_every", checkpoint_every), ("stop_after", stop_after)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ValueError(f"{name}={value!r}: expected an int >= 1 (updates) or None")
     loggers.check_extras(log)
     programs = runspec.plan(spec, env)
     for program in programs:  # every program's errors before any training
@@ -216,27 +228,54 @@ def train(
     if out is None:
         return _train(spec, env, programs, None, progress, checkpoint_every, False, None,
                       (), devices, shard, report, command)
-    out = pathlib.Path(out)
+    out = check_out_path(out)
     with folder_lock(out, command):
-        _check_job_folder(out, spec, resume)
-        spec.save(out)
+        if not _check_job_folder(out, spec, resume, report):
+            spec.save(out)
         return _train(spec, env, programs, out, progress, checkpoint_every, resume,
                       stop_after, log, devices, shard, report, command)
 
 
-def _check_job_folder(out: pathlib.Path, spec: RunSpec, resume: bool) -> None:
-    """Refuse a folder that holds another job, or a resume without a job."""
+def check_out_path(out: str | pathlib.Path) -> pathlib.Path:
+    """``out`` as a job folder path, or ``ValueError`` naming why it cannot be one:
+    empty, an existing file, under a file, or in a folder that cannot be written."""
+    if str(out).strip() == "":
+        raise ValueError("out='': name a job folder (the current directory is not one)")
+    out = pathlib.Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out={str(out)!r} is a file, not a folder: name a job folder")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"out={str(out)!r}: {str(parent)!r} is a file, so no folder can "
+                         f"be made under it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"out={str(out)!r}: {str(parent)!r} cannot be written (its "
+                         f"permissions or an immutable or read-only file system)")
+    return out
+
+
+def _check_job_folder(out: pathlib.Path, spec: RunSpec, resume: bool,
+                      report: Report) -> bool:
+    """Whether ``out`` holds this job already (to be resumed); refuses, writing
+    nothing, a folder that holds another job (naming each field that differs, with
+    both values), one in a format this version does not read, or a job started
+    again without ``resume``. ``resume`` on a folder without a job starts it, so
+    that always passing ``--resume`` is a safe requeue pattern."""
     if (out / runspec.SPEC_FILE).exists():
-        saved = RunSpec.load(out).to_json()
+        saved = RunSpec.load(out)
         if not resume:
             raise ValueError(f"{str(out)!r} already holds a job: pass resume=True "
                              f"(--resume) to continue it, or another folder")
-        diff = sorted(k for k in saved if saved[k] != spec.to_json()[k])
+        diff = saved.diff(spec)
         if diff:
-            raise ValueError(f"resume: {str(out)!r} holds another job (differs in "
-                             f"{', '.join(diff)}); repeat its settings exactly")
-    elif resume:
-        raise ValueError(f"resume: {str(out)!r} holds no job to continue")
+            raise ValueError(f"resume: {str(out)!r} holds another job ({'; '.join(diff)}); "
+                             f"repeat its settings exactly, or use another folder")
+        return True
+    if resume:
+        report(f"resume: {str(out)!r} holds no job yet: starting it")
+    return False
 
 
 def _train(spec: RunSpec, env: MultiAgentEnv, programs: list[Program],
@@ -282,8 +321,15 @@ def _train_program(program: Program, results: Results, summary: dict, out: Optio
     spec, env = results.spec, results.env
     n_updates = num_updates(program.config, env)
     groups = runspec.entry_runs(spec, program.labels)
-    report(f"\n{program.name}: {len(program.labels)} runs ({len(groups)} entries x "
-           f"{spec.seeds} seeds), {n_updates} updates")
+    entries = f"{len(groups)} {'entry' if len(groups) == 1 else 'entries'}"
+    report(f"\n{program.name}: {len(program.labels)} runs ({entries} x {spec.seeds} "
+           f"{'seed' if spec.seeds == 1 else 'seeds'}), {n_updates} updates")
+    if isinstance(program.config, TrainConfig):
+        batch = program.config.num_envs * rollout_length(program.config, env)
+        if n_updates * batch != program.config.total_timesteps:
+            report(f"  total_timesteps {program.config.total_timesteps:,} is not a multiple "
+                   f"of the batch (num_envs x num_steps = {batch:,}): each run trains "
+                   f"{n_updates * batch:,} env steps")
     suffix = "" if program.name == "pg" else f"_{program.name}"
     logs, folder, every = [], None, checkpoint_every
     if out is not None:
@@ -294,7 +340,9 @@ def _train_program(program: Program, results: Results, summary: dict, out: Optio
     run = experiments.run(program.config, env, program.keys, obj=program.obj,
                           progress=progress, devices=devices, shard=shard, loggers=logs,
                           checkpoint_dir=folder, checkpoint_every=every,
-                          resume=resume, stop_after=stop_after, labels=program.labels)
+                          resume=resume, stop_after=stop_after, labels=program.labels,
+                          note=None if getattr(report, "silent", False)
+                          else lambda text: report(f"  {text}"))
     results.outputs[program.name] = run
     results.metrics[program.name] = run.metrics
     results.labels[program.name] = program.labels
@@ -307,8 +355,10 @@ def _train_program(program: Program, results: Results, summary: dict, out: Optio
         mean, ci = summarize_final(values)
         record["entries"][name] = {"final_return_mean": mean, "final_return_ci95": ci,
                                    "runs": rows}
-        report(f"  {name}: final return {mean:.3f} +- {ci:.3f} (95% CI over {len(rows)} "
-               f"seeds; random policy {results.random_return:.3f})")
+        spread = (f"+- {ci:.3f} (95% CI over {len(rows)} seeds" if len(rows) > 1
+                  else "(1 seed: no interval")
+        report(f"  {name}: final return {mean:.3f} {spread}; random policy "
+               f"{results.random_return:.3f})")
     summary["programs"][program.name] = record
     report(f"  compile {run.compile_s:.1f} s, train {run.run_s:.1f} s "
            f"({run.env_steps_per_s:,.0f} env steps/s)")

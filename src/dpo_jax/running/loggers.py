@@ -22,7 +22,10 @@ before ``first_update`` from the checkpoint itself: the file loggers rewrite the
 files from it (rows written after the last checkpoint are dropped, rows lost in a
 crash between a checkpoint and its log write come back), TensorBoard and W&B add the
 rows they had not received (each keeps the count it logged in ``logged.json``). So
-every update appears exactly once, whenever the process stopped.
+every update appears exactly once, whenever the process stopped. Updates whose
+checkpoint metrics were lost (``lost``: a deleted or damaged metrics file) keep the
+rows the file loggers' own files still hold; only where those are gone too do they
+become ``null``.
 """
 
 from __future__ import annotations
@@ -85,9 +88,11 @@ class Logger:
         self.labels = [dict(lab) for lab in labels]
 
     def start(self, first_update: int,
-              history: Optional[Mapping[str, np.ndarray]] = None) -> None:
+              history: Optional[Mapping[str, np.ndarray]] = None,
+              lost: Sequence[tuple[int, int]] = ()) -> None:
         """Called once before the first chunk; on resume ``first_update`` > 0 and
-        ``history`` holds the metrics of updates ``0 .. first_update - 1``."""
+        ``history`` holds the metrics of updates ``0 .. first_update - 1``, NaN in
+        the ``lost`` ranges ``(start, end)``, whose metrics the checkpoint lost."""
 
     def write(self, first_update: int, metrics: Mapping[str, np.ndarray]) -> None:
         """Metrics of updates ``first_update ..`` of every run, leaves ``[runs, K, ...]``."""
@@ -105,18 +110,54 @@ class Logger:
 
 
 class _FileLogger(Logger):
-    """A file of rows keyed by ``update``; ``start`` rewrites it from the history."""
+    """A file of rows keyed by ``update``; ``start`` rewrites it from the history,
+    keeping its own rows of the ``lost`` updates."""
 
     def __init__(self, path: str | pathlib.Path, labels: Sequence[Labels]) -> None:
         super().__init__(labels)
         self.path = pathlib.Path(path)
 
+    def _update_of(self, line: str, header: Optional[str]) -> Optional[int]:
+        """The update a line of the file is about (``None``: not a row)."""
+        raise NotImplementedError
+
+    def _kept_lines(self, lost: Sequence[tuple[int, int]]) -> dict[int, list[str]]:
+        """This file's lines of the ``lost`` updates, by update (only updates with a
+        line for every run), read before the file is rewritten."""
+        self._preamble: list[str] = []
+        if not lost or not self.path.is_file():
+            return {}
+        try:
+            lines = self.path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError):
+            return {}
+        header = lines[0] if lines else None
+        kept: dict[int, list[str]] = {}
+        for line in lines:
+            update = self._update_of(line, header)
+            if update is not None and any(a <= update < b for a, b in lost):
+                kept.setdefault(update, []).append(line)
+        kept = {u: rows for u, rows in kept.items() if len(rows) == len(self.labels)}
+        if kept and isinstance(self, CsvLogger) and header is not None:
+            self._preamble = [header]  # the CSV header, written before the kept rows
+        return kept
+
     def start(self, first_update: int,
-              history: Optional[Mapping[str, np.ndarray]] = None) -> None:
+              history: Optional[Mapping[str, np.ndarray]] = None,
+              lost: Sequence[tuple[int, int]] = ()) -> None:
+        kept = self._kept_lines(lost)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("")
-        if first_update and history is not None:
-            self.write(0, history)
+        self.path.write_text("".join(line + "\n" for line in getattr(self, "_preamble", [])))
+        if not (first_update and history is not None):
+            return
+        at = 0
+        for update in sorted(kept) + [first_update]:  # history between kept rows
+            if update > at:
+                self.write(at, {k: np.asarray(v)[:, at:update] for k, v in history.items()})
+            if update < first_update:
+                with self.path.open("a") as f:
+                    f.write("".join(line + "\n" for line in kept[update]))
+            at = update + 1
 
 
 class _CountingLogger(Logger):
@@ -155,6 +196,13 @@ class _CountingLogger(Logger):
 class JsonlLogger(_FileLogger):
     """``metrics.jsonl``: one object per run and update (see the module docstring)."""
 
+    def _update_of(self, line: str, header: Optional[str]) -> Optional[int]:
+        try:
+            update = json.loads(line).get("update")
+        except (ValueError, AttributeError):
+            return None
+        return update if isinstance(update, int) else None
+
     def write(self, first_update: int, metrics: Mapping[str, np.ndarray]) -> None:
         count = self._check(metrics)
         names = sorted(k for k in metrics if k not in SKIPPED)
@@ -167,8 +215,27 @@ class JsonlLogger(_FileLogger):
 
 
 def read_jsonl(path: str | pathlib.Path) -> list[dict[str, Any]]:
-    """The rows of a ``metrics.jsonl`` file."""
-    return [json.loads(line) for line in pathlib.Path(path).read_text().splitlines() if line]
+    """The rows of a ``metrics.jsonl`` file; ``ValueError`` naming the file and the
+    line when one is not a JSON object (a file cut short by a crash or a copy)."""
+    path = pathlib.Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{str(path)!r} cannot be read: {err}") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{str(path)!r}, line {number}: not a JSON row ({err.msg}); "
+                             f"the file may be cut short: resume the job (--resume) to "
+                             f"rewrite it from its checkpoints") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{str(path)!r}, line {number}: not a JSON object")
+        rows.append(row)
+    return rows
 
 
 class CsvLogger(_FileLogger):
@@ -178,10 +245,20 @@ class CsvLogger(_FileLogger):
         super().__init__(path, labels)
         self._columns: Optional[list[str]] = None
 
+    def _update_of(self, line: str, header: Optional[str]) -> Optional[int]:
+        if header is None or line == header:
+            return None
+        columns = next(csv.reader([header]))
+        try:
+            return int(next(csv.reader([line]))[columns.index("update")])
+        except (ValueError, IndexError, StopIteration):
+            return None
+
     def start(self, first_update: int,
-              history: Optional[Mapping[str, np.ndarray]] = None) -> None:
+              history: Optional[Mapping[str, np.ndarray]] = None,
+              lost: Sequence[tuple[int, int]] = ()) -> None:
         self._columns = None
-        super().start(first_update, history)
+        super().start(first_update, history, lost)
 
     def write(self, first_update: int, metrics: Mapping[str, np.ndarray]) -> None:
         count = self._check(metrics)
@@ -226,7 +303,8 @@ class TensorBoardLogger(_CountingLogger):
         self._writers: list[Any] = []
 
     def start(self, first_update: int,
-              history: Optional[Mapping[str, np.ndarray]] = None) -> None:
+              history: Optional[Mapping[str, np.ndarray]] = None,
+              lost: Sequence[tuple[int, int]] = ()) -> None:
         # purge_step drops the events from the first update not kept (a resume)
         purge = min(self.logged(), first_update) if first_update else None
         self._writers = [
@@ -270,7 +348,8 @@ class WandbLogger(_CountingLogger):
         self._runs: list[Any] = []
 
     def start(self, first_update: int,
-              history: Optional[Mapping[str, np.ndarray]] = None) -> None:
+              history: Optional[Mapping[str, np.ndarray]] = None,
+              lost: Sequence[tuple[int, int]] = ()) -> None:
         ids_path = self.out / "wandb_ids.json"
         ids = json.loads(ids_path.read_text()) if ids_path.exists() and first_update else {}
         for lab in self.labels:

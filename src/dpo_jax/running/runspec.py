@@ -29,6 +29,68 @@ from dpo_jax.envs.base import MultiAgentEnv
 from dpo_jax.core.objectives import ObjectiveParams, objective_params, stack_params
 
 SPEC_FILE = "spec.json"
+JOB_FORMAT = 3
+"""The job folder format this version writes (``spec.json``'s ``format``):
+
+- 1: dpo-jax 0.1.0, checkpoints without manifests (not read: finish such a job with
+  0.1.0, or start it anew);
+- 2: dpo-jax 0.2.0, ``spec.json`` without a format, manifests and metrics in
+  sub-folders (read, upgraded in memory: config fields it lacks take their defaults,
+  which keep 0.2.0's behaviour, and an empty ``d_targets`` means the config's);
+- 3: this version: ``spec.json`` records its format and the version that wrote it,
+  ``run.json`` its identity apart from its device layouts, manifests digest every
+  state file.
+"""
+READ_FORMATS = (2, 3)
+FORMAT_VERSIONS = {1: "0.1.0", 2: "0.2.0"}
+
+
+class JobFormatError(ValueError):
+    """A job folder written in a format this version cannot read (both versions
+    named in the message, with what to do)."""
+
+
+def _version() -> str:
+    from dpo_jax import __version__
+
+    return __version__
+
+
+def job_format(out: str | pathlib.Path, data: Optional[Mapping[str, Any]] = None) -> int:
+    """The format of the job folder ``out`` (see ``JOB_FORMAT``): ``spec.json``'s
+    ``format``, else 1 when its checkpoints have no manifests (dpo-jax 0.1.0), else
+    2."""
+    if data is not None and "format" in data:
+        try:
+            return int(data["format"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{str(pathlib.Path(out) / SPEC_FILE)!r}: format "
+                             f"{data['format']!r} is not a number") from None
+    out = pathlib.Path(out)
+    for folder in out.glob("checkpoints*"):
+        states = [p for p in folder.glob("update_*") if p.is_dir()]
+        if states and not (folder / "manifests").exists():
+            return 1
+    return 2
+
+
+def check_format(out: str | pathlib.Path, fmt: int, written_by: Optional[str]) -> None:
+    """``JobFormatError`` naming both versions unless this version reads ``fmt``."""
+    if fmt in READ_FORMATS:
+        return
+    by = written_by or FORMAT_VERSIONS.get(fmt, "an unknown version")
+    if fmt > JOB_FORMAT:
+        raise JobFormatError(
+            f"{str(out)!r} was written by dpo-jax {by} (job format {fmt}), newer than this "
+            f"dpo-jax {_version()} (formats {READ_FORMATS[0]}-{JOB_FORMAT}): upgrade dpo-jax "
+            f"to use it")
+    raise JobFormatError(
+        f"{str(out)!r} was written by dpo-jax {by} (job format {fmt}); this dpo-jax "
+        f"{_version()} reads formats {READ_FORMATS[0]}-{JOB_FORMAT}: finish or evaluate it "
+        f"with dpo-jax {by}, or train it anew in another folder. The folder was not "
+        f"changed")
+
+
 USES_D_TARGET = ("dpo", "ippo_kl", "dpo_no_sqrt", "dpo_no_kl")
 
 
@@ -59,7 +121,9 @@ class RunSpec:
         for d in self.d_targets:
             TrainConfig(d_target=d)  # the config's own check, with its message
         object.__setattr__(self, "algos", tuple(algos))
-        object.__setattr__(self, "d_targets", tuple(float(d) for d in self.d_targets))
+        # no d_targets means the config's one (0.1.0 job folders record [])
+        object.__setattr__(self, "d_targets", tuple(float(d) for d in self.d_targets)
+                           or (float(self.config.d_target),))
         object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
 
     def to_json(self) -> dict[str, Any]:
@@ -76,15 +140,32 @@ class RunSpec:
                        seed=data["seed"])
 
     def save(self, out: str | pathlib.Path) -> pathlib.Path:
+        """Write ``spec.json`` (format ``JOB_FORMAT``, with the version writing it)."""
         path = pathlib.Path(out) / SPEC_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=1))
+        data = {"format": JOB_FORMAT, "dpo_jax_version": _version(), **self.to_json()}
+        path.write_text(json.dumps(data, indent=1))
         return path
+
+    def diff(self, other: "RunSpec") -> list[str]:
+        """``field: saved X, now Y`` for each field of ``other`` (now) that differs
+        from this one (saved); config fields one by one."""
+        a, b = self.to_json(), other.to_json()
+        lines = []
+        for key in a:
+            if key == "config":
+                lines += [f"config.{f}: saved {a[key][f]!r}, now {b[key][f]!r}"
+                          for f in a[key] if a[key][f] != b[key][f]]
+            elif a[key] != b[key]:
+                lines.append(f"{key}: saved {a[key]!r}, now {b[key]!r}")
+        return lines
 
     @staticmethod
     def load(out: str | pathlib.Path) -> "RunSpec":
-        """The job of an output folder; ``ValueError`` naming ``spec.json`` when it is
-        unreadable or incomplete (``FileNotFoundError`` when missing)."""
+        """The job of an output folder, upgraded in memory from an older format it
+        reads (``JOB_FORMAT``); ``JobFormatError`` naming both versions for one it
+        does not, ``ValueError`` naming ``spec.json`` when it is unreadable or
+        incomplete (``FileNotFoundError`` when missing)."""
         path = pathlib.Path(out) / SPEC_FILE
         if not path.exists():
             raise FileNotFoundError(f"{str(out)!r} holds no {SPEC_FILE}: not an output "
@@ -93,6 +174,17 @@ class RunSpec:
             data = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(f"{str(path)!r} cannot be read: {err}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{str(path)!r} is not a job description (a JSON object)")
+        check_format(out, job_format(out, data), data.get("dpo_jax_version"))
+        config = data.get("config")
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(config) - known) if isinstance(config, dict) else []
+        if unknown:
+            raise JobFormatError(
+                f"{str(path)!r} has config fields this dpo-jax {_version()} does not know "
+                f"({', '.join(unknown)}): it was written by dpo-jax "
+                f"{data.get('dpo_jax_version', 'another version')}; use that version")
         try:
             return RunSpec.from_json(data)
         except KeyError as err:
