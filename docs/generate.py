@@ -389,6 +389,27 @@ def checkpoint_cost() -> str:
     return "\n".join(lines)
 
 
+def resume_layouts() -> str:
+    path = "benchmarks/results/resume_layouts.json"
+    d = load(path)
+    lines = ["| started on | resumed on | flags | final return (95% CI) | uninterrupted job, "
+             "same start | within its CI | first update that differs | largest relative "
+             "difference of a logged return |", "|---|---|---|---|---|---|---|---|"]
+    for c in d["cases"]:
+        first = c["first_differing_update"]
+        differs = "none (bit for bit)" if first is None else f"{first} of {c['updates']}"
+        lines.append(
+            f"| {c['started_on']} devices | {c['resumed_on']} devices | "
+            f"{' '.join(c['extra_flags']) or '-'} | {c['final_return']:.3f} +- "
+            f"{c['final_return_ci95']:.3f} | {c['reference_final_return']:.3f} +- "
+            f"{c['reference_ci95']:.3f} | {'yes' if c['within_reference_ci'] else 'no'} | "
+            f"{differs} | "
+            f"{c['max_relative_difference']:.2g} |")
+    lines += ["", f"Each job stopped after {d['cases'][0]['stopped_after']} updates and was "
+              f"resumed; the job: `{d['job']}`.", "", source(path, d)]
+    return "\n".join(lines)
+
+
 def mamujoco_speed() -> str:
     rows: dict[str, dict] = {}
     cmds = []
@@ -731,16 +752,39 @@ def render(text: str) -> str:
     return BLOCK.sub(fill, text)
 
 
+FIGURES = {"benchmarks/results/authors_parity/parity.png": "docs/figures/parity.png"}
+"""Result figures that pages show, copied into ``docs/figures/`` so that the same
+relative path works on GitHub, offline and in the site."""
+
+
+def pages() -> list[pathlib.Path]:
+    """The README and every page of the docs: each holds its generated blocks filled
+    in (so GitHub and an offline reader see what the site shows)."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
 def main(argv: list[str]) -> int:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    new = render(text)
-    if "--check" in argv:
+    """Fill every generated block of the README and the docs from the result files
+    and copy the figures; with ``--check``, only say which page or figure differs."""
+    stale = []
+    for page in pages():
+        text = page.read_text()
+        new = render(text)
         if new != text:
-            print("README.md differs from its results files: run python docs/generate.py")
-            return 1
-        return 0
-    readme.write_text(new)
+            stale.append(str(page.relative_to(ROOT)))
+            if "--check" not in argv:
+                page.write_text(new)
+    for source_path, copy in FIGURES.items():
+        data = (ROOT / source_path).read_bytes()
+        target = ROOT / copy
+        if not target.exists() or target.read_bytes() != data:
+            stale.append(copy)
+            if "--check" not in argv:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+    if "--check" in argv and stale:
+        print(f"{', '.join(stale)} differ from their result files: run python docs/generate.py")
+        return 1
     return 0
 
 

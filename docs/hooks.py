@@ -1,5 +1,6 @@
 """mkdocs hooks: generated numbers and flags on every page (``docs/generate.py``),
-and a strict check that every public name of ``dpo_jax`` has a docstring."""
+a strict check that every public name of ``dpo_jax`` has a docstring, and MathJax
+served with the site (no CDN)."""
 
 from __future__ import annotations
 
@@ -50,19 +51,27 @@ def on_pre_build(config) -> None:
         log.warning(f"no docstring: {name}")
 
 
-FIGURES = ("benchmarks/results/authors_parity/parity.png",)
-"""Result figures outside ``docs/`` that pages show (copied into the site)."""
-
-
-def on_files(files, config):
-    from mkdocs.structure.files import File
-
-    root = pathlib.Path(__file__).parents[1]
-    for path in FIGURES:
-        if (root / path).exists():
-            files.append(File(path, str(root), config["site_dir"], config["use_directory_urls"]))
-    return files
-
-
 def on_page_markdown(markdown: str, page, config, files) -> str:
     return generate.render(markdown)
+
+
+MATHJAX = "assets/mathjax"
+"""Where the site serves MathJax 3 (``extra_javascript`` in mkdocs.yml)."""
+
+
+def on_post_build(config) -> None:
+    """Copy MathJax's single-file TeX component and its fonts into the site, from
+    the ``django-static-mathjax`` package (MathJax 3.2, no dependencies)."""
+    import shutil
+
+    try:
+        import mathjax
+    except ImportError:
+        raise RuntimeError("the docs serve MathJax from the django-static-mathjax package: "
+                           "pip install -e '.[docs]'") from None
+    source = pathlib.Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+    target = pathlib.Path(config["site_dir"]) / MATHJAX
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source / "tex-mml-chtml.js", target / "tex-mml-chtml.js")
+    shutil.copytree(source / "output" / "chtml" / "fonts", target / "output" / "chtml" / "fonts",
+                    dirs_exist_ok=True)

@@ -158,9 +158,9 @@ def agent_gradient_step(params: dict, target_params: dict, opt_state: dict, batc
                   "critic": critic_params}
     new_targets = common.polyak_update(target_params, new_params, cfg.tau)
     stats = {"loss": c_loss, "actor_loss": a_loss, "q_mean": q_mean,
-             "grad_norm": optax.global_norm((a_grads, c_grads)),
-             "critic_grad_norm": optax.global_norm(c_grads),
-             "actor_grad_norm": optax.global_norm(a_grads)}
+             "grad_norm": optax.tree.norm((a_grads, c_grads)),
+             "critic_grad_norm": optax.tree.norm(c_grads),
+             "actor_grad_norm": optax.tree.norm(a_grads)}
     return (new_params, new_targets, {"actor": a_opt, "critic": c_opt}), stats
 
 

@@ -191,7 +191,7 @@ def gradient_step(agents: QAgents, batch: Episodes, net: RNNQNetwork,
         agents.params, agents.target_params, batch)
     updates, opt_state = jax.vmap(tx.update)(grads, agents.opt_state, agents.params)
     params = optax.apply_updates(agents.params, updates)
-    stats = {"loss": loss, **aux, "grad_norm": jax.vmap(optax.global_norm)(grads)}
+    stats = {"loss": loss, **aux, "grad_norm": jax.vmap(optax.tree.norm)(grads)}
     return QAgents(params, agents.target_params, opt_state), stats
 
 

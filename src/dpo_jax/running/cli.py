@@ -73,8 +73,9 @@ JOB_FLAGS: list[tuple[str, Any, Any, str]] = [
     ("progress", int, 10, "updates between progress lines (a bar on a terminal); 0: quiet"),
     ("shard", Literal["runs", "envs"], "runs", "split the runs, or each run's envs, over all "
                                                "devices"),
-    ("cpu_devices", str, "auto",
-     "XLA devices a CPU is split into: auto (one per usable core), a count, or off"),
+    ("cpu_devices", Optional[str], None,
+     "XLA devices a CPU is split into: auto (one per usable core), a count, or off; "
+     "None: the DPO_JAX_CPU_DEVICES variable, else auto. A job resumes on any count"),
 ]
 """The job's own ``train`` flags (after ENV, --algos and --d-targets)."""
 
@@ -182,8 +183,13 @@ class PlotArgs:
     """the metric scored (a key of metrics.jsonl)"""
     last_fraction: float = 0.1
     """a run's score: its mean over this last fraction of updates"""
-    normalization: Literal["minmax", "random", "none"] = "minmax"
-    """per task: min-max over all runs, random policy = 0 and best run = 1, or raw"""
+    normalization: Literal["auto", "reference", "random", "none"] = "auto"
+    """per task, by fixed references only: reference (random policy 0, reference score 1:
+    the optimum where known, else --reference), random (return minus the random
+    policy's), none (raw); auto: reference where every task has one, else random"""
+    reference: tuple[str, ...] = ()
+    """reference scores as TASK=SCORE (TASK: an env name or a folder name), the 1 of
+    --normalization reference; the stochastic games' optimum J* is known already"""
     baseline: str = "ippo"
     """P(X > baseline) for every other algorithm"""
     reps: int = 10_000
@@ -209,8 +215,15 @@ def train(args: Any, argv: Sequence[str] = ()) -> int:
     if args.shard == "envs" and any(a in ("iql", "iddpg") for a in args.algos):
         raise UsageError("--shard envs splits policy-gradient runs only; IQL / IDDPG "
                          "need --shard runs (or train them in another job)")
+    if any(a == "--out=" or (a == "--out" and i + 1 < len(argv) and argv[i + 1] == "")
+           for i, a in enumerate(argv)):
+        raise UsageError("--out '': name a job folder (the current directory is not one)")
     cfg = train_config(args)
     env_kwargs = {**preset_env_kwargs(args.preset, args.env), **parse_env_args(args.env_arg)}
+    try:
+        runtime.parse_cpu_devices(args.cpu_devices, "--cpu-devices")
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     distributed.initialize_from_environment()
     runtime.configure(cpu_devices=args.cpu_devices)
     runtime.check_backend()
@@ -339,53 +352,116 @@ def plot_command(args: PlotArgs, argv: Sequence[str] = ()) -> int:
 
     if not args.outs:
         raise UsageError("give at least one output folder of `dpo-jax train`")
-    if args.normalization not in stats.NORMALIZATIONS:
-        raise UsageError(f"--normalization {args.normalization!r}: expected one of "
+    if args.normalization not in stats.NORMALIZATIONS + ("auto",):
+        raise UsageError(f"--normalization {args.normalization!r}: expected auto or one of "
                          f"{stats.NORMALIZATIONS}")
+    named = parse_references(args.reference)
     raw: dict[str, dict[str, np.ndarray]] = {}
     random: dict[str, float] = {}
+    reference: dict[str, float] = {}
     loaded = []
     for out in args.outs:  # every folder read before anything is written
         task, scores, curves = load_scores(out, args.metric, args.last_fraction)
         if any(task in by_task for by_task in raw.values()):
             task = f"{task} ({out.name})"
         summary = out / "summary.json"
-        if summary.exists():
+        if summary.exists() and args.metric == "episode_return":
             random[task] = read_json(summary, "the job's summary")["random_return"]
+        ref = task_reference(out, args.metric, named)
+        if ref is not None:
+            reference[task] = ref
         for name, values in scores.items():
             raw.setdefault(name, {})[task] = values
         loaded.append((out, task, curves))
+    tasks = sorted(next(iter(raw.values())))
+    how = args.normalization
+    if how == "auto":
+        how = ("reference" if all(t in random and t in reference for t in tasks) else
+               "random" if all(t in random for t in tasks) else "none")
+    try:
+        normalised = stats.normalize(raw, how, random, reference)
+    except ValueError as err:
+        raise UsageError(f"--normalization {how}: {err}") from None
     to = prepare_out_dir(args.to or args.outs[0] / "stats")
     for out, task, curves in loaded:
-        plot_curves(curves, title=task, ylabel=args.metric,
-                    hlines={"random policy": random[task]} if task in random else None,
+        hlines = {"random policy": random[task]} if task in random else {}
+        if task in reference:
+            hlines["reference"] = reference[task]
+        plot_curves(curves, title=task, ylabel=args.metric, hlines=hlines or None,
                     path=to / f"curves_{out.name}.png")
-    normalised = stats.normalize(raw, args.normalization, random)
     aggregates = stats.aggregate(normalised, reps=args.reps)
     profile = stats.performance_profile(normalised, reps=min(args.reps, 2_000))
     pairs = stats.default_pairs(list(normalised), args.baseline)
     probabilities = stats.improvement(normalised, pairs, reps=min(args.reps, 2_000))
-    label = "score" if args.normalization == "none" else f"{args.normalization}-normalised score"
-    files = stats.plot(to, aggregates, profile, probabilities, xlabel=label)
-    tasks = sorted(next(iter(raw.values())))
-    print(f"{len(tasks)} task(s), {args.normalization} normalisation, 95% stratified "
-          f"bootstrap CIs ({args.reps} resamples)")
+    label = {"none": args.metric.replace("_", " "),
+             "random": f"{args.metric.replace('_', ' ')} above the random policy's",
+             "reference": "score (random policy 0, reference 1)"}[how]
+    few = stats.too_few_runs(normalised)
+    refs = "; ".join(f"{t}: random {random[t]:.4g}" + (f", reference {reference[t]:.4g}"
+                                                       if how == "reference" else "")
+                     for t in tasks if t in random and how != "none")
+    note = " ".join(x for x in (few and f"Note: {few}.", refs and f"References: {refs}.")
+                    if x)
+    files = stats.plot(to, aggregates, profile, probabilities, xlabel=label, note=note or None)
+    print(f"{len(tasks)} task(s), normalisation {how}"
+          + ("" if few else f", 95% stratified bootstrap CIs ({args.reps} resamples)"))
+    if refs:
+        print(f"  references: {refs}")
+    if few:
+        print(f"  note: {few}")
+
+    def interval(lo: float, hi: float) -> str:
+        return f"[{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) and np.isfinite(hi) else ""
+
     for algo, values in aggregates.items():
         runs = normalised[algo].shape[0]
         print(f"  {algo:<16} ({runs} runs/task) " + "  ".join(
-            f"{m} {p:.3f} [{lo:.3f}, {hi:.3f}]" for m, (p, lo, hi) in values.items()))
+            f"{m} {p:.3f} {interval(lo, hi)}".rstrip() for m, (p, lo, hi) in values.items()))
     for pair, (p, lo, hi) in probabilities.items():
         x, y = pair.split(",")
-        print(f"  P({x} > {y}) = {p:.3f} [{lo:.3f}, {hi:.3f}]")
+        print(f"  P({x} > {y}) = {p:.3f} {interval(lo, hi)}".rstrip())
     save_json(to / "stats.json", {
         **provenance("dpo-jax " + shlex.join(["plot", *argv])),
         "tasks": tasks, "metric": args.metric, "last_fraction": args.last_fraction,
-        "normalization": args.normalization, "reps": args.reps,
+        "normalization": how, "random": random, "reference": reference,
+        "note": few, "min_runs_for_intervals": stats.MIN_RUNS, "reps": args.reps,
         "raw_scores": {a: {t: v.tolist() for t, v in by.items()} for a, by in raw.items()},
         "aggregates": aggregates, "performance_profile": profile,
         "probability_of_improvement": probabilities})
     print(f"wrote {to}/ (stats.json, " + ", ".join(f.name for f in files) + ", curves)")
     return 0
+
+
+def parse_references(items: Sequence[str]) -> dict[str, float]:
+    """``TASK=SCORE`` strings to ``{task: score}``."""
+    found = {}
+    for item in items:
+        key, sep, text = item.rpartition("=")
+        try:
+            found[key] = float(text)
+        except ValueError:
+            key = ""
+        if not sep or not key:
+            raise UsageError(f"--reference {item!r}: expected TASK=SCORE, e.g. "
+                             f"mpe_line=-10")
+    return found
+
+
+def task_reference(out: pathlib.Path, metric: str, named: dict[str, float]
+                   ) -> Optional[float]:
+    """A job's reference score: one named for its env or folder, else the optimum
+    of an env that knows it (the stochastic games' J*, for ``episode_return``)."""
+    from dpo_jax.envs import make_env
+    from dpo_jax.running.runspec import RunSpec
+
+    spec = RunSpec.load(out)
+    for key in (out.name, spec.env):
+        if key in named:
+            return named[key]
+    if metric != "episode_return":
+        return None
+    optimum = getattr(make_env(spec.env, **spec.env_kwargs), "optimal_return", None)
+    return float(optimum()) if callable(optimum) else None
 
 
 def envs_command(argv: Sequence[str]) -> int:

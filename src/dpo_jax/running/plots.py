@@ -15,6 +15,7 @@ import numpy as np
 
 from dpo_jax.parallel import sharding
 from dpo_jax.running.results import mean_ci95
+from dpo_jax.running.stats import MIN_RUNS
 
 Curves = Mapping[str, tuple[np.ndarray, np.ndarray]]
 
@@ -44,7 +45,9 @@ def plot_curves(
     smooth: Optional[int] = None,
     path: Optional[str | pathlib.Path] = None,
 ) -> Any:
-    """Learning curves, mean over runs with a 95% confidence band; returns the
+    """Learning curves, mean over runs with a 95% confidence band (clipped to the
+    runs' own range: a mean cannot leave it); below ``stats.MIN_RUNS`` runs, where a
+    t-band means little, each run as a thin line instead; returns the
     ``matplotlib.figure.Figure``.
 
     Args:
@@ -61,9 +64,18 @@ def plot_curves(
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for label, (steps, values) in curves.items():
         window = smooth if smooth is not None else max(1, len(steps) // 40)
-        mean, half = mean_ci95(moving_average(np.asarray(values, np.float64), window))
-        line, = ax.plot(steps, mean, label=f"{label} (n={np.asarray(values).shape[0]})")
-        ax.fill_between(steps, mean - half, mean + half, alpha=0.2, color=line.get_color())
+        smoothed = moving_average(np.asarray(values, np.float64), window)
+        mean, half = mean_ci95(smoothed)
+        runs = smoothed.shape[0]
+        line, = ax.plot(steps, mean, label=f"{label} (n={runs})")
+        if runs < MIN_RUNS:
+            for run in smoothed:
+                ax.plot(steps, run, linewidth=0.6, alpha=0.5, color=line.get_color())
+        else:
+            with np.errstate(invalid="ignore"):
+                low = np.maximum(mean - half, np.nanmin(smoothed, axis=0))
+                high = np.minimum(mean + half, np.nanmax(smoothed, axis=0))
+            ax.fill_between(steps, low, high, alpha=0.2, color=line.get_color())
     for label, value in (hlines or {}).items():
         ax.axhline(value, linestyle="--", color="gray" if "random" in label else "black",
                    label=label)
@@ -73,6 +85,9 @@ def plot_curves(
         ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    if any(np.asarray(v).shape[0] < MIN_RUNS for _, v in curves.values()):
+        ax.text(0.01, 0.01, f"fewer than {MIN_RUNS} runs: thin lines are single runs",
+                transform=ax.transAxes, fontsize=7, color="gray")
     fig.tight_layout()
     plt.close(fig)  # no second copy in notebooks, nothing left open in scripts
     if path is not None and sharding.is_main_process():

@@ -13,6 +13,17 @@ resampled within each task):
 
 ``plot`` draws the three rliable figures. The bootstrap is seeded (``seed``), so
 a result file is reproducible.
+
+**Fixed references only.** Scores are normalised by references that do not depend
+on the runs compared (rliable's own practice): the random policy's return (0) and a
+reference score (1): the task's optimum where it is known (the stochastic game's
+J*) or a score the user names. Normalising by the compared runs' own minimum and
+maximum would stretch any gap, however small, to the whole unit interval.
+
+**Too few runs.** Below ``MIN_RUNS`` (5) runs per algorithm and task a bootstrap
+interval says nothing (two runs can only be resampled into a handful of sets, and
+P(X > Y) of two runs against two is one of five values): the functions then return
+point estimates with NaN bounds, and the output says why.
 """
 
 from __future__ import annotations
@@ -24,7 +35,9 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-NORMALIZATIONS = ("minmax", "random", "none")
+NORMALIZATIONS = ("reference", "random", "none")
+MIN_RUNS = 5
+"""The fewest runs per algorithm and task for which intervals are computed."""
 AGGREGATES = ("IQM", "Mean", "Median", "Optimality Gap")
 Scores = Mapping[str, np.ndarray]  # algorithm -> [runs, tasks]
 
@@ -45,15 +58,23 @@ def final_scores(values: np.ndarray, last_fraction: float = 0.1) -> np.ndarray:
     return np.nanmean(tail, axis=1)
 
 
-def normalize(scores: Mapping[str, Mapping[str, np.ndarray]], how: str = "minmax",
-              random: Optional[Mapping[str, float]] = None) -> dict[str, np.ndarray]:
-    """``{algo: {task: [runs]}}`` -> ``{algo: [runs, tasks]}`` (tasks sorted).
+def normalize(scores: Mapping[str, Mapping[str, np.ndarray]], how: str = "reference",
+              random: Optional[Mapping[str, float]] = None,
+              reference: Optional[Mapping[str, float]] = None) -> dict[str, np.ndarray]:
+    """``{algo: {task: [runs]}}`` -> ``{algo: [runs, tasks]}`` (tasks sorted), by fixed
+    references only (the module docstring).
 
-    ``how``: ``"minmax"`` maps each task's lowest run (over all algorithms) to 0
-    and its highest to 1; ``"random"`` maps the task's random-policy return
-    (``random[task]``) to 0 and its best run to 1; ``"none"`` keeps raw returns.
-    Every algorithm needs the same tasks and, per algorithm, the same run count
-    on every task (rliable's layout)."""
+    ``how``: ``"reference"`` maps each task's random-policy return
+    (``random[task]``) to 0 and its reference score (``reference[task]``: the
+    optimum, or a named score) to 1; ``"random"`` subtracts the random policy's
+    return (0 = random, in units of return); ``"none"`` keeps raw returns. Every
+    algorithm needs the same tasks and, per algorithm, the same run count on every
+    task (rliable's layout)."""
+    if how == "minmax":
+        raise ValueError("normalization 'minmax' scaled scores by the compared runs' own "
+                         "minimum and maximum, which stretches any gap to the whole unit "
+                         "interval: use 'reference' (random policy 0, a fixed reference "
+                         "score 1), 'random' or 'none'")
     if how not in NORMALIZATIONS:
         raise ValueError(f"normalization {how!r}: expected one of {NORMALIZATIONS}")
     if not scores:
@@ -67,29 +88,36 @@ def normalize(scores: Mapping[str, Mapping[str, np.ndarray]], how: str = "minmax
         if len(counts) != 1:
             raise ValueError(f"algorithm {algo!r} has different run counts over tasks "
                              f"{sorted(counts)}")
-    if how == "random":
-        missing = sorted(set(tasks) - set(random or {}))
+    needs = {"reference": ("random", "reference"), "random": ("random",), "none": ()}[how]
+    given = {"random": random or {}, "reference": reference or {}}
+    for name in needs:
+        missing = sorted(set(tasks) - set(given[name]))
         if missing:
-            raise ValueError(f"normalization 'random' needs the random-policy return of "
-                             f"tasks {missing}")
+            what = ("random-policy return" if name == "random" else
+                    "reference score (its optimum, or one you name)")
+            raise ValueError(f"normalization {how!r} needs the {what} of tasks {missing}")
     bounds = {}
     for task in tasks:
-        every = np.concatenate([np.ravel(s[task]) for s in scores.values()])
-        if how == "minmax":
-            bounds[task] = every.min(), every.max()
-        elif how == "random":
-            bounds[task] = float(random[task]), every.max()
-        else:
-            bounds[task] = 0.0, 1.0
-    out = {}
-    for algo, by_task in scores.items():
-        columns = []
-        for task in tasks:
-            x = np.asarray(by_task[task], np.float64)
-            low, high = bounds[task]
-            columns.append((x - low) / (high - low) if high != low else x - low)
-        out[algo] = np.stack(columns, axis=1)
-    return out
+        low = float(given["random"][task]) if needs else 0.0
+        high = float(given["reference"][task]) if how == "reference" else low + 1.0
+        if high == low:
+            raise ValueError(f"task {task!r}: its reference score equals the random "
+                             f"policy's return ({low}); nothing can be normalised by it")
+        bounds[task] = low, high
+    return {algo: np.stack([(np.asarray(by_task[t], np.float64) - bounds[t][0])
+                            / (bounds[t][1] - bounds[t][0]) for t in tasks], axis=1)
+            for algo, by_task in scores.items()}
+
+
+def too_few_runs(scores: Scores, min_runs: int = MIN_RUNS) -> Optional[str]:
+    """Why no interval is computed (``None`` when every algorithm has at least
+    ``min_runs`` runs per task)."""
+    counts = {algo: int(np.shape(x)[0]) for algo, x in scores.items()}
+    if min(counts.values(), default=0) >= min_runs:
+        return None
+    few = ", ".join(f"{a} {n}" for a, n in counts.items() if n < min_runs)
+    return (f"runs per task ({few}) below {min_runs}: point estimates only, no intervals "
+            f"(a bootstrap over so few runs says nothing)")
 
 
 @contextlib.contextmanager
@@ -116,12 +144,16 @@ def _iqm_etc(x: np.ndarray) -> np.ndarray:
                      metrics.aggregate_median(x), metrics.aggregate_optimality_gap(x)])
 
 
-def aggregate(scores: Scores, reps: int = 10_000, seed: int = 0
+def aggregate(scores: Scores, reps: int = 10_000, seed: int = 0, min_runs: int = MIN_RUNS
               ) -> dict[str, dict[str, tuple[float, float, float]]]:
     """``{algo: {aggregate: (point, ci_low, ci_high)}}`` for ``AGGREGATES`` with 95%
-    stratified-bootstrap CIs."""
+    stratified-bootstrap CIs (NaN bounds below ``min_runs`` runs: ``too_few_runs``)."""
     from rliable import library as rly
 
+    if too_few_runs(scores, min_runs):
+        return {algo: {name: (float(v), float("nan"), float("nan"))
+                       for name, v in zip(AGGREGATES, _iqm_etc(np.asarray(x)))}
+                for algo, x in scores.items()}
     with _seeded_bootstrap(seed):
         points, intervals = rly.get_interval_estimates(
             dict(scores), _iqm_etc, reps=reps, random_state=np.random.RandomState(seed))
@@ -155,8 +187,9 @@ def performance_profile(scores: Scores, taus: Optional[Sequence[float]] = None,
 
 
 def improvement(scores: Scores, pairs: Sequence[tuple[str, str]], reps: int = 2_000,
-                seed: int = 0) -> dict[str, tuple[float, float, float]]:
-    """``{"X,Y": (P(X > Y), ci_low, ci_high)}`` for each pair ``(X, Y)``."""
+                seed: int = 0, min_runs: int = MIN_RUNS) -> dict[str, tuple[float, float, float]]:
+    """``{"X,Y": (P(X > Y), ci_low, ci_high)}`` for each pair ``(X, Y)`` (NaN bounds
+    below ``min_runs`` runs: ``too_few_runs``)."""
     from rliable import library as rly
     from rliable import metrics
 
@@ -166,6 +199,9 @@ def improvement(scores: Scores, pairs: Sequence[tuple[str, str]], reps: int = 2_
                 raise ValueError(f"probability of improvement: no scores for {algo!r} "
                                  f"(have {sorted(scores)})")
     data = {f"{x},{y}": (scores[x], scores[y]) for x, y in pairs}
+    if too_few_runs({a: scores[a] for pair in pairs for a in pair}, min_runs):
+        return {k: (float(metrics.probability_of_improvement(*v)), float("nan"),
+                    float("nan")) for k, v in data.items()}
     with _seeded_bootstrap(seed):
         points, intervals = rly.get_interval_estimates(
             data, metrics.probability_of_improvement, reps=reps,
@@ -184,9 +220,11 @@ def default_pairs(algos: Sequence[str], baseline: str = "ippo") -> list[tuple[st
 
 def plot(out: str | pathlib.Path, aggregates: Mapping[str, Any],
          profile: Mapping[str, Any], probabilities: Mapping[str, Any],
-         xlabel: str = "normalised score") -> list[pathlib.Path]:
+         xlabel: str = "normalised score", note: Optional[str] = None) -> list[pathlib.Path]:
     """``aggregates.png``, ``performance_profile.png`` and (with pairs)
-    ``probability_of_improvement.png`` in ``out``, drawn by rliable's plot_utils."""
+    ``probability_of_improvement.png`` in ``out``, drawn by rliable's plot_utils.
+    Estimates without intervals (NaN bounds) are drawn as points; ``note`` (e.g. why
+    there are no intervals, and the references) is written under each figure."""
     import matplotlib.pyplot as plt  # figures closed after saving; backend untouched
     from rliable import plot_utils
 
@@ -196,9 +234,15 @@ def plot(out: str | pathlib.Path, aggregates: Mapping[str, Any],
     points = {a: np.array([aggregates[a][m][0] for m in AGGREGATES]) for a in algos}
     cis = {a: np.array([[aggregates[a][m][1] for m in AGGREGATES],
                         [aggregates[a][m][2] for m in AGGREGATES]]) for a in algos}
+    cis = {a: np.where(np.isfinite(c), c, points[a][None]) for a, c in cis.items()}
+
+    def annotate(fig: Any) -> None:
+        if note:
+            fig.text(0.01, -0.02, note, fontsize=7, ha="left", va="top", wrap=True)
     fig, _ = plot_utils.plot_interval_estimates(
         points, cis, list(AGGREGATES), algorithms=algos, xlabel=xlabel,
         row_height=max(0.37, 1.2 / len(algos)), xlabel_y_coordinate=-0.3)
+    annotate(fig)
     files = [out / "aggregates.png"]
     fig.savefig(files[-1], dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -211,15 +255,26 @@ def plot(out: str | pathlib.Path, aggregates: Mapping[str, Any],
                                      np.asarray(profile[a]["high"])) for a in algos},
         ax=ax, xlabel=f"{xlabel} (tau)")
     ax.legend(ax.get_lines()[:len(algos)], algos, fontsize=8)  # lines, not CI bands
+    annotate(fig)
     files.append(out / "performance_profile.png")
     fig.savefig(files[-1], dpi=120, bbox_inches="tight")
     plt.close(fig)
 
     if probabilities:
-        estimates = {k: np.float64(v[0]) for k, v in probabilities.items()}
-        intervals = {k: np.array([[v[1]], [v[2]]]) for k, v in probabilities.items()}
-        axes = plot_utils.plot_probability_of_improvement(estimates, intervals)
-        fig = axes.figure if hasattr(axes, "figure") else plt.gcf()
+        fig, ax = plt.subplots(figsize=(5.5, 0.6 + 0.45 * len(probabilities)))
+        names = list(probabilities)
+        for i, name in enumerate(names):
+            p, low, high = probabilities[name]
+            if np.isfinite(low) and np.isfinite(high):
+                ax.plot([low, high], [i, i], linewidth=6, alpha=0.4, color="C0")
+            ax.plot([p], [i], "o", color="C0")
+        ax.axvline(0.5, linestyle="--", color="gray", linewidth=1)
+        ax.set_xlim(0.0, 1.0)
+        ax.set_yticks(range(len(names)))
+        ax.set_yticklabels([f"P({n.split(',')[0]} > {n.split(',')[1]})" for n in names])
+        ax.set_xlabel("probability of improvement")
+        ax.grid(axis="x", alpha=0.3)
+        annotate(fig)
         files.append(out / "probability_of_improvement.png")
         fig.savefig(files[-1], dpi=120, bbox_inches="tight")
         plt.close(fig)

@@ -273,8 +273,8 @@ def loss_and_grads(
 
 def _grad_norm(agents: Agents, grads: Any) -> Array:
     if agents.share_params:
-        return optax.global_norm(grads)
-    return jax.vmap(optax.global_norm)(grads)
+        return optax.tree.norm(grads)
+    return jax.vmap(optax.tree.norm)(grads)
 
 
 def pool_samples(batch: Batch, key: Array) -> Batch:
