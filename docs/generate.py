@@ -30,7 +30,8 @@ def load(path: str) -> dict:
 def committed(path: str) -> str:
     """The date of the file's last commit (YYYY-MM-DD), or 'uncommitted'."""
     try:
-        out = subprocess.run(["git", "log", "-1", "--format=%cs", "--", path], cwd=ROOT,
+        out = subprocess.run(["git", "log", "-1", "--follow", "--format=%cs", "--", path],
+                             cwd=ROOT,
                              capture_output=True, text=True, timeout=20).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         out = ""
@@ -493,7 +494,7 @@ def peer_parity() -> str:
 
 
 def mpe_stats() -> str:
-    path = "results/mpe_stats/stats.json"
+    path = "benchmarks/results/mpe_stats/stats.json"
     d = load(path)
     lines = ["| algorithm | IQM | mean | optimality gap |", "|---|---|---|---|"]
     for algo, agg in d["aggregates"].items():
@@ -507,7 +508,7 @@ def mpe_stats() -> str:
 
 
 def theory() -> str:
-    path = "results/theory/theory.json"
+    path = "benchmarks/results/theory/theory.json"
     d = load(path)
     labels = {"dpo": "DPO (eq. 19, eq. 20's adaptive betas)", "ippo_kl": "IPPO-KL (adaptive beta)",
               "ippo": "IPPO (clip 0.2)", "dpo_theory": "eq. 17 with Theorem 3.2's exact constants"}
@@ -596,10 +597,10 @@ def cli_plot() -> str:
     return _flags_table(cli.PlotArgs)
 
 
-SMALL_GAME = "python examples/stochastic_game.py --skip-sweep --out results/stochastic_game"
+SMALL_GAME = "python examples/stochastic_game.py --skip-sweep --out benchmarks/results/stochastic_game"
 PAPER_GAME = ("python examples/stochastic_game.py --game paper --episode-length 25 --seeds 3 "
               "--num-envs 16 --total-timesteps 100000 --skip-sweep --no-iql "
-              "--out results/stochastic_game_paper")
+              "--out benchmarks/results/stochastic_game_paper")
 CPU2 = "x86_64, 2 CPU cores"
 
 
@@ -632,10 +633,10 @@ def _row(cells: dict[str, tuple[float, float, int]], names: list[str]) -> str:
 
 
 def game_small() -> str:
-    path = "results/stochastic_game/algorithms.json"
+    path = "benchmarks/results/stochastic_game/algorithms.json"
     final = _final_by_label(path)
-    j_star = float(load("results/stochastic_game/iql.json")["meta"]["J_star"])
-    iql = _final_by_label("results/stochastic_game/iql.json", "greedy_return", j_star)
+    j_star = float(load("benchmarks/results/stochastic_game/iql.json")["meta"]["J_star"])
+    iql = _final_by_label("benchmarks/results/stochastic_game/iql.json", "greedy_return", j_star)
     names = ["dpo", "ippo", "ippo_kl", "dpo_no_kl"]
     lines = ["| DPO (d_target 0.1) | IPPO | IPPO-KL | DPO w/o kl | IQL |", "|---|---|---|---|---|",
              _row(final, names) + f" {iql['iql'][0]:.3f} +- {iql['iql'][1]:.3f} |"]
@@ -646,9 +647,9 @@ def game_small() -> str:
 
 
 def game_small_sweeps() -> str:
-    path = "results/stochastic_game/d_target.json"
+    path = "benchmarks/results/stochastic_game/d_target.json"
     d_final = _final_by_label(path)
-    grid_path = "results/stochastic_game/delta_omega.json"
+    grid_path = "benchmarks/results/stochastic_game/delta_omega.json"
     grid = _final_by_label(grid_path)
     lines = ["| DPO | " + " | ".join(d_final) + " |", "|---" * (len(d_final) + 1) + "|",
              "| J/J* " + _row(d_final, list(d_final)), "",
@@ -657,14 +658,14 @@ def game_small_sweeps() -> str:
              source(path, load(path), SMALL_GAME + " (its d_target sweep)", CPU2), "",
              source(grid_path, load(grid_path),
                     "python examples/stochastic_game.py --delta-omega-grid --seeds 3 "
-                    "--out results/stochastic_game", CPU2)]
+                    "--out benchmarks/results/stochastic_game", CPU2)]
     return "\n".join(lines)
 
 
 def game_paper() -> str:
-    path = "results/stochastic_game_paper/algorithms.json"
+    path = "benchmarks/results/stochastic_game_paper/algorithms.json"
     final = _final_by_label(path)
-    sweep_path = "results/stochastic_game_paper/d_target.json"
+    sweep_path = "benchmarks/results/stochastic_game_paper/d_target.json"
     sweep = _final_by_label(sweep_path)
     names = ["dpo", "ippo", "ippo_kl", "dpo_no_kl"]
     return "\n".join([
@@ -682,7 +683,7 @@ def mpe_tasks() -> str:
              "|---|---|---|---|---|"]
     paths = []
     for task in ("mpe_navigation", "mpe_line", "mpe_circle"):
-        path = f"results/mpe_tasks/{task}/summary.json"
+        path = f"benchmarks/results/mpe_tasks/{task}/summary.json"
         paths.append(path)
         d = load(path)
         cells = [f"{d['final'][a]['return']:.2f} +- {d['final'][a]['return_ci95']:.2f}"
@@ -691,13 +692,13 @@ def mpe_tasks() -> str:
     d = load(paths[0])
     return "\n".join(lines + ["", "Final episode return (last 10% of updates), 2 seeds x 40k "
                                "env steps, 5 agents.", "",
-                               source("results/mpe_tasks/", d,
-                                      "python examples/mpe_tasks.py --quick --out results/mpe_tasks",
+                               source("benchmarks/results/mpe_tasks/", d,
+                                      "python examples/mpe_tasks.py --quick --out benchmarks/results/mpe_tasks",
                                       CPU2)])
 
 
 def smax_3m() -> str:
-    path = "results/smax/3m/summary.json"
+    path = "benchmarks/results/smax/3m/summary.json"
     d = load(path)
     lines = ["| | episode return | win rate |", "|---|---|---|"]
     for algo in ("dpo", "ippo"):
@@ -708,7 +709,7 @@ def smax_3m() -> str:
                  f"{d['random_policy']['won']:.2f} |")
     return "\n".join(lines + ["", f"{d['seeds']} seeds x {d['env_steps']:,} env steps, the "
                                "last 10% of updates.", "",
-                               source(path, d, "python examples/smax.py --map 3m --out results/smax",
+                               source(path, d, "python examples/smax.py --map 3m --out benchmarks/results/smax",
                                       CPU2)])
 
 

@@ -7,7 +7,7 @@ over XLA's intra-op thread pool (``jax::ParallelBatchMap``) and waits for the pa
 When two such calls run at once and occupy every pool thread (2 threads on a 2-core
 machine), each waits for parts that can never be scheduled: the program deadlocks
 with all threads parked. We measured it with native stacks (``gdb``) of hung
-training runs and with a ten-line reproducer (``benchmarks/cpu_hang_check.py``,
+training runs and with a ten-line reproducer (``benchmarks/investigations/cpu_hang_check.py``,
 README "Known issues"). Computing the QR with Householder reflections in plain
 ``jnp`` ops keeps the training program free of LAPACK calls and draws from exactly
 the same (Haar) distribution: it is the same factorisation, sign-corrected so that

@@ -246,7 +246,7 @@ def loss_and_grads(
     agent so that both cases run the same per-agent batched matmuls; the transpose
     of the broadcast sums the agents' gradients. That is the same gradient, and on
     XLA:CPU 1.39x faster than one matmul over all ``B x N`` samples, whose
-    activations do not stay in cache (``benchmarks/update_ab.py``). With
+    activations do not stay in cache (``benchmarks/investigations/update_ab.py``). With
     ``cfg.loss_mean_over_agents`` independent agents' gradients are divided by N
     (the gradient of the agents' mean loss); the losses returned are unscaled.
     """
