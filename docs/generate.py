@@ -28,10 +28,16 @@ def load(path: str) -> dict:
 
 
 def committed(path: str) -> str:
-    """The date of the file's last commit (YYYY-MM-DD), or 'uncommitted'."""
+    """The date of the last commit that changed the file (YYYY-MM-DD; a move does not
+    count), or 'uncommitted'. A folder is dated by its newest file."""
+    folder = ROOT / path
+    if folder.is_dir():
+        files = [str(p.relative_to(ROOT)) for p in folder.rglob("*") if p.is_file()]
+        dates = [committed(f) for f in files]
+        return max((d for d in dates if d != "uncommitted"), default="uncommitted")
     try:
-        out = subprocess.run(["git", "log", "-1", "--follow", "--format=%cs", "--", path],
-                             cwd=ROOT,
+        out = subprocess.run(["git", "log", "-1", "--follow", "--diff-filter=AM",
+                              "--format=%cs", "--", path], cwd=ROOT,
                              capture_output=True, text=True, timeout=20).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         out = ""
@@ -693,8 +699,8 @@ def mpe_tasks() -> str:
     return "\n".join(lines + ["", "Final episode return (last 10% of updates), 2 seeds x 40k "
                                "env steps, 5 agents.", "",
                                source("benchmarks/results/mpe_tasks/", d,
-                                      "python examples/mpe_tasks.py --quick --out benchmarks/results/mpe_tasks",
-                                      CPU2)])
+                                      "python examples/mpe_tasks.py --quick --out "
+                                      "benchmarks/results/mpe_tasks", CPU2)])
 
 
 def smax_3m() -> str:
