@@ -14,6 +14,12 @@ sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "src"))
 
 import generate  # noqa: E402
 
+import warnings  # noqa: E402
+
+# distrax -> tensorflow_probability's JAX backend, imported while the API pages are built
+warnings.filterwarnings("ignore", message="jax.core.pytype_aval_mappings is deprecated",
+                        category=DeprecationWarning)
+
 log = logging.getLogger("mkdocs.plugins.dpo_jax")
 
 DOCUMENTED_MODULES = (

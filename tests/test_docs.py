@@ -69,3 +69,15 @@ def test_the_workflows_are_valid_and_run_what_ci_runs():
     assert "mkdocs build --strict" in runs
     assert any(s.get("uses", "").startswith("actions/deploy-pages")
                for s in docs["jobs"]["deploy"]["steps"])
+
+
+def test_the_optima_named_in_prose_are_those_of_the_result_files():
+    """Numbers typed into sentences outside generated blocks drift; the games'
+    optima that reproducing.md names are checked against the files they come from."""
+    import json
+
+    text = (ROOT / "docs" / "reproducing.md").read_text()
+    for phrase, path in (("our draw; J* = ", "stochastic_game/algorithms.json"),
+                         ("25 steps, J* = ", "stochastic_game_paper/algorithms.json")):
+        j_star = json.loads((ROOT / "benchmarks" / "results" / path).read_text())["meta"]["J_star"]
+        assert f"{phrase}{j_star:.2f}" in text, (phrase, j_star)

@@ -4,7 +4,7 @@ DPO here is *Decentralized Policy Optimization* (Su & Lu, "A Fully Decentralized
 Surrogate for Multi-Agent Policy Optimization", TMLR 2024), not Direct Preference
 Optimization nor Discovered Policy Optimisation.
 
-Quick use::
+Quick use:
 
     import dpo_jax
     env = dpo_jax.make_env("mpe_spread")

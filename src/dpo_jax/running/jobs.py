@@ -126,16 +126,29 @@ class Results:
         return frame
 
     def plot(self, metric: str = "episode_return", path: Optional[str | pathlib.Path] = None,
-             title: Optional[str] = None) -> Any:
-        """Learning curves of every entry (95% CI bands) with the random policy's
-        return as a dashed line; a matplotlib Figure (saved too with ``path``)."""
-        curves = {LABEL_NAMES.get(k, k): v for k, v in self.curves(metric).items()}
+             title: Optional[str] = None, entries: Optional[Sequence[str]] = None) -> Any:
+        """Learning curves of every entry, or of ``entries`` (names as in
+        ``summary()``), with the random policy's return as a dashed line; a matplotlib
+        Figure (saved too with ``path``). See ``running.plots.plot_curves``."""
+        found = self.curves(metric)
+        unknown = sorted(set(entries or ()) - set(found))
+        if unknown:
+            raise ValueError(f"entries {unknown}: this job's entries are {sorted(found)}")
+        curves = {display_name(k): v for k, v in found.items()
+                  if entries is None or k in entries}
         hlines = {"random policy": self.random_return} if metric == "episode_return" else None
         return plot_curves(curves, title=title or self.spec.env, ylabel=metric.replace("_", " "),
                            hlines=hlines, path=path)
 
     def _repr_html_(self) -> str:  # a notebook shows the summary table
         return self.summary()._repr_html_()
+
+
+def display_name(entry: str) -> str:
+    """An entry's name in figures: the algorithm's name as the paper writes it, with
+    its ``d=...`` if any (``dpo d=0.01`` -> ``DPO d=0.01``)."""
+    algo, _, rest = entry.partition(" ")
+    return " ".join(x for x in (LABEL_NAMES.get(algo, algo), rest) if x)
 
 
 def _report_default(progress: bool | int) -> Report:
@@ -181,6 +194,8 @@ def train(
       seeds: runs per entry, from ``jax.random.split(key(seed), seeds)`` (the same
         keys for every entry).
       seed: the seed of those keys.
+      env_kwargs: keyword arguments of the env when ``env`` is a name (recorded in
+        the job folder, e.g. ``{"num_agents": 3}``).
       progress: False, True (every update) or an interval in updates; a bar on a
         terminal or in a notebook, lines in a log.
       out: a job folder (see the module docstring); needs ``env`` by name.
