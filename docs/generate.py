@@ -44,12 +44,29 @@ def committed(path: str) -> str:
     return out or "uncommitted"
 
 
+PLACEHOLDERS = (("--authors-tree", "AUTHORS_TREE"), ("--authors-python", "AUTHORS_PYTHON"),
+                ("--jaxmarl-script", "JAXMARL_SCRIPT"))
+"""Flags whose values are folders of the machine that ran a command, shown as names:
+AUTHORS_TREE is a checkout of the authors' code (github PKU-RL/DPO, its
+``on-policy-main``), AUTHORS_PYTHON the Python of its virtual environment,
+JAXMARL_SCRIPT JaxMARL's ``ippo_ff_mpe.py``."""
+
+
+def display_command(command: str) -> str:
+    """A recorded command without the folders of the machine that ran it: paths in
+    the repository relative to it, the peers' folders as ``PLACEHOLDERS``."""
+    command = command.replace(str(ROOT) + "/", "")
+    for flag, name in PLACEHOLDERS:
+        command = re.sub(rf"{flag}[ =]\S+", f"{flag} {name}", command)
+    return command
+
+
 def source(path: str, data: dict, command: str = "", machine: str = "") -> str:
     """The provenance line of a table (``command`` / ``machine``: for result files
     that do not record them)."""
     machine = data.get("machine") or data.get("device") or machine
     date = data.get("date") or f"{committed(path)} (commit)"
-    command = data.get("command") or command
+    command = display_command(data.get("command") or command)
     return (f"*Source: `{path}`; command `{command}`; machine: {machine or 'not recorded'}; "
             f"date {date}.*")
 
@@ -62,7 +79,7 @@ def parts_source(path: str, data: dict, parts: tuple[str, ...]) -> str:
     for name in parts:
         if name in data:
             part = data[name]
-            key = (part.get("script_command", data.get("command", "")),
+            key = (display_command(part.get("script_command", data.get("command", ""))),
                    part.get("script_date", data.get("date", "")))
             runs.setdefault(key, []).append(name)
     if len(runs) == 1:
