@@ -80,7 +80,8 @@ def frames(env: MPETask, states: Any) -> Frames:
     return Frames(*(np.asarray(x) for x in jax.jit(jax.vmap(one))(states)))
 
 
-def _draw(env: MPETask, ax: Any, data: Frames, t: int, title: Optional[str]) -> None:
+def _draw(env: MPETask, ax: Any, data: Frames, t: int, title: Optional[str],
+          legend: bool = True) -> None:
     from matplotlib.patches import Circle, Rectangle
 
     colours = [f"C{i % 10}" for i in range(env.num_agents)]
@@ -102,6 +103,15 @@ def _draw(env: MPETask, ax: Any, data: Frames, t: int, title: Optional[str]) -> 
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
+    if legend:
+        from matplotlib.lines import Line2D
+
+        ax.legend(handles=[
+            Line2D([], [], marker="o", linestyle="", color="C0", label="agent"),
+            Line2D([], [], marker="s", linestyle="", color="0.35", label="landmark"),
+            Line2D([], [], marker="x", linestyle="", color="k", label="target point"),
+            Line2D([], [], linestyle="--", color="C0", label="agent to its target")],
+            fontsize=6, loc="upper right", framealpha=0.7)
 
 
 def draw_state(env: MPETask, state: Any, ax: Any = None,
@@ -152,7 +162,7 @@ def save_episode(env: MPETask, states: Any, path: str | pathlib.Path, *,
     picks = np.unique(np.linspace(0, count - 1, min(num_frames, count)).round().astype(int))
     fig = Figure(figsize=(2.6 * len(picks), 2.9))
     for k, t in enumerate(picks):
-        _draw(env, fig.add_subplot(1, len(picks), k + 1), data, int(t), None)
+        _draw(env, fig.add_subplot(1, len(picks), k + 1), data, int(t), None, legend=k == 0)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
