@@ -242,6 +242,37 @@ def test_last_minibatch_statistics_are_the_kl_before_the_last_step():
                                np.sqrt(np.maximum(kl, cfg.kl_sqrt_eps)).mean(0), rtol=1e-3)
 
 
+def _eq20(beta, d, d_target, delta=1.5, omega=2.0, low=1e-3, high=1e3):
+    """Eq. 20 in numpy: beta x omega above d_target x delta, / omega below
+    d_target / delta, else unchanged; clipped to [low, high]."""
+    out = np.where(d > d_target * delta, beta * omega,
+                   np.where(d < d_target / delta, beta / omega, beta))
+    return np.clip(out, low, high)
+
+
+@pytest.mark.parametrize("statistics", ["last_minibatch", "batch_after_update"])
+def test_the_betas_follow_eq_20_from_the_logged_statistic_it_names(statistics):
+    """Each update's betas come from the previous row's by eq. 20 applied to the
+    statistic ``beta_statistics`` names: ``last_minibatch_kl`` or ``kl``, both logged.
+    The two statistics disagree on some decisions here, so adapting from the wrong
+    one fails the test."""
+    env = tiny_game()
+    d_target = 0.03
+    cfg = dpo_jax.TrainConfig(num_envs=4, num_steps=6, hidden_size=8, num_epochs=3,
+                              num_minibatches=2, beta_statistics=statistics, actor_lr=0.02,
+                              d_target=d_target, total_timesteps=4 * 6 * 12, value_norm=False)
+    metrics = jax.jit(dpo_jax.make_train(cfg, env))(jax.random.key(0)).metrics
+    beta_kl, beta_sqrt, last, batch = (np.asarray(metrics[k], np.float64) for k in (
+        "beta_kl", "beta_sqrt", "last_minibatch_kl", "kl"))
+    used, other = (last, batch) if statistics == "last_minibatch" else (batch, last)
+    np.testing.assert_allclose(beta_kl[1:], _eq20(beta_kl[:-1], used[:-1], d_target), rtol=1e-6)
+    np.testing.assert_allclose(beta_sqrt[1:], _eq20(beta_sqrt[:-1], used[:-1], d_target),
+                               rtol=1e-6)  # beta_sqrt_rule="kl": the same statistic
+    differs = ~np.isclose(_eq20(beta_kl[:-1], used[:-1], d_target),
+                          _eq20(beta_kl[:-1], other[:-1], d_target))
+    assert differs.any(), "the two statistics agree on every decision: the test is blind"
+
+
 # -- the square root's epsilon --------------------------------------------------------
 
 @pytest.mark.parametrize("form", ["sqrt_of_mean", "mean_of_sqrt"])

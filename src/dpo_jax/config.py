@@ -150,7 +150,7 @@ class TrainConfig:
         the mean KL over the whole batch after all epochs (the paper's text,
         default); ``"last_minibatch"``, the KL terms of the last minibatch of the
         last epoch as its loss saw them (the authors' code adapts from those,
-        before the next update).
+        before the next update). Both are logged (``kl``, ``last_minibatch_kl``).
       sampling: ``"per_agent"``: agent i trains on its own samples (eq. 19,
         default); ``"pooled"``: each epoch one permutation shuffles all agents'
         samples together and deals them back out, one column per agent, so agent i

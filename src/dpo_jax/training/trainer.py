@@ -15,7 +15,13 @@ The algorithm is data (``ObjectiveParams``), so ``jax.vmap(train)(keys, params)`
 sweeps seeds, algorithms or ``d_target`` in one compile.
 
 Metrics (``TrainResult.metrics``, one row per update) follow
-``rollout.EPISODE_METRICS_RULE`` for the per-episode ones. ``env_steps`` is float32
+``rollout.EPISODE_METRICS_RULE`` for the per-episode ones. Eq. 20 compares with
+``d_target`` either ``kl`` / ``sqrt_kl`` (the whole batch after the update,
+``beta_statistics="batch_after_update"``) or ``last_minibatch_kl`` /
+``last_minibatch_sqrt_kl`` (the last minibatch of the last epoch as its loss saw
+them, ``"last_minibatch"``, the authors' code); all four are logged, and
+``beta_sqrt`` / ``beta_kl`` are the coefficients used during the update, so the next
+row's betas follow from this row's by eq. 20. ``env_steps`` is float32
 in the program (exact below 2**24 steps, relative error below 1e-7 beyond, never
 wrapping); ``update_steps`` (int32, the update's env steps) lets the host recover
 the exact count, which ``experiments.run`` writes back as int64.
@@ -466,6 +472,7 @@ def pg_update(ctx: PGContext, state: TrainState, update_idx: Array, obj: Objecti
                                       state.beta_kl, obj, cfg, epoch_key, ctx.constrain)
     kl, sqrt_kl = batch_kl(agents, new_agents.params, batch)
     last_kl, last_sqrt_kl = stats.pop("last_kl"), stats.pop("last_sqrt_kl")
+    stats.update(last_minibatch_kl=last_kl, last_minibatch_sqrt_kl=last_sqrt_kl)
     if cfg.beta_statistics == "last_minibatch":
         beta_sqrt, beta_kl = adapt_betas(state.beta_sqrt, state.beta_kl, last_kl,
                                          last_sqrt_kl, obj, cfg)
