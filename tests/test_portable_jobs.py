@@ -292,3 +292,35 @@ def test_python_api_misuse_is_named():
         dpo_jax.train(cfg, "continuous_reach", out="unused", checkpoint_every=0,
                       progress=False)
     assert not pathlib.Path("unused").exists()
+
+
+# -- the authors' preset, end to end -----------------------------------------------
+
+AUTHORS = {
+    "stochastic_game_small": (["--env-arg", "num_states=4", "--total-timesteps", "48",
+                               "--num-steps", "8"], {"never_reset": True}),
+    "mpe_navigation": (["--env-arg", "num_agents=3", "--total-timesteps", "100"],
+                       {"comm_obs": True, "integrator": "mpe", "vision": None}),
+}
+
+
+@pytest.mark.parametrize("env", sorted(AUTHORS))
+def test_the_authors_preset_trains_stops_resumes_and_evaluates(env, tmp_path, cache):
+    """``--preset authors`` through the command line: the env arguments it adds reach
+    the job (spec.json), and train, stop, resume and eval run on them."""
+    extra, env_kwargs = AUTHORS[env]
+    job = ["train", env, "--preset", "authors", "--algos", "dpo", "ippo", "--seeds", "2",
+           "--hidden-size", "8", "--num-epochs", "2", "--checkpoint-every", "2",
+           "--progress", "0", *extra]
+    out = tmp_path / "job"
+    ok(cli(job + ["--stop-after", "2"], cache, out))
+    spec = json.loads((out / "spec.json").read_text())
+    assert {k: spec["env_kwargs"][k] for k in env_kwargs} == env_kwargs
+    assert spec["config"]["beta_statistics"] == "last_minibatch"
+    ok(cli(job + ["--resume"], cache, out))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "complete"
+    evaluated = ok(cli(["eval", str(out), "--episodes", "2"], cache))
+    assert "dpo" in evaluated.stdout and "ippo" in evaluated.stdout
+    rows = loggers.read_jsonl(out / "metrics.jsonl")
+    assert {"last_minibatch_kl", "kl"} <= set(rows[0])
