@@ -535,15 +535,35 @@ def peer_parity() -> str:
 def mpe_stats() -> str:
     path = "benchmarks/results/mpe_stats/stats.json"
     d = load(path)
-    lines = ["| algorithm | IQM | mean | optimality gap |", "|---|---|---|---|"]
+    names = [m for m in ("IQM", "Mean", "Optimality Gap") if m in next(iter(
+        d["aggregates"].values()))]
+    lines = ["| algorithm | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+
+    def cell(v: list) -> str:
+        p, lo, hi = v
+        return f"{p:.3f} [{lo:.3f}, {hi:.3f}]" if lo == lo and hi == hi else f"{p:.3f}"
+
     for algo, agg in d["aggregates"].items():
-        cells = [f"{agg[m][0]:.3f} [{agg[m][1]:.3f}, {agg[m][2]:.3f}]"
-                 for m in ("IQM", "Mean", "Optimality Gap")]
-        lines.append(f"| {algo} | " + " | ".join(cells) + " |")
-    probs = "; ".join(f"P({pair.replace(',', ' > ')}) = {p:.3f} [{lo:.3f}, {hi:.3f}]"
-                      for pair, (p, lo, hi) in d["probability_of_improvement"].items())
-    return "\n".join(lines + ["", f"Tasks: {', '.join(d['tasks'])}; {d['normalization']} "
-                              f"normalisation; {probs}.", "", source(path, d)])
+        lines.append(f"| {algo} | " + " | ".join(cell(agg[m]) for m in names) + " |")
+    probs = "; ".join(f"P({pair.replace(',', ' > ')}) = {cell(v)}"
+                      for pair, v in d["probability_of_improvement"].items())
+    scale = {"random": "each run's final return minus the task's random-policy return "
+                       "(random: " + ", ".join(f"{t} {r:.2f}" for t, r in d["random"].items())
+                       + ")",
+             "reference": "random policy 0, reference score 1",
+             "none": "raw final returns"}.get(d["normalization"], d["normalization"])
+    note = f" {d['note']}." if d.get("note") else ""
+    verdicts = []
+    for pair, (p, lo, hi) in d["probability_of_improvement"].items():
+        x, y = pair.split(",")
+        if lo == lo and hi == hi:
+            verdicts.append(f"{y.upper()} ahead of {x.upper()}" if hi < 0.5 else
+                            f"{x.upper()} ahead of {y.upper()}" if lo > 0.5 else
+                            f"{x.upper()} and {y.upper()} level")
+    verdict = (f" By the interval of P: {'; '.join(verdicts)}." if verdicts else "")
+    return "\n".join(lines + ["", f"Tasks: {', '.join(d['tasks'])}; scores: {scale}; 95% "
+                              f"stratified-bootstrap intervals; {probs}.{verdict}{note}", "",
+                              source(path, d)])
 
 
 def theory() -> str:

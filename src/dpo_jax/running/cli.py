@@ -390,6 +390,9 @@ def plot_command(args: PlotArgs, argv: Sequence[str] = ()) -> int:
         plot_curves(curves, title=task, ylabel=args.metric, hlines=hlines or None,
                     path=to / f"curves_{out.name}.png")
     aggregates = stats.aggregate(normalised, reps=args.reps)
+    if how != "reference":  # the gap to a score of 1 means something only when 1 is a reference
+        aggregates = {a: {m: v for m, v in agg.items() if m != "Optimality Gap"}
+                      for a, agg in aggregates.items()}
     profile = stats.performance_profile(normalised, reps=min(args.reps, 2_000))
     pairs = stats.default_pairs(list(normalised), args.baseline)
     probabilities = stats.improvement(normalised, pairs, reps=min(args.reps, 2_000))

@@ -231,16 +231,17 @@ def plot(out: str | pathlib.Path, aggregates: Mapping[str, Any],
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     algos = list(aggregates)
-    points = {a: np.array([aggregates[a][m][0] for m in AGGREGATES]) for a in algos}
-    cis = {a: np.array([[aggregates[a][m][1] for m in AGGREGATES],
-                        [aggregates[a][m][2] for m in AGGREGATES]]) for a in algos}
+    names = [m for m in AGGREGATES if m in aggregates[algos[0]]]
+    points = {a: np.array([aggregates[a][m][0] for m in names]) for a in algos}
+    cis = {a: np.array([[aggregates[a][m][1] for m in names],
+                        [aggregates[a][m][2] for m in names]]) for a in algos}
     cis = {a: np.where(np.isfinite(c), c, points[a][None]) for a, c in cis.items()}
 
     def annotate(fig: Any) -> None:
         if note:
             fig.text(0.01, -0.02, note, fontsize=7, ha="left", va="top", wrap=True)
     fig, _ = plot_utils.plot_interval_estimates(
-        points, cis, list(AGGREGATES), algorithms=algos, xlabel=xlabel,
+        points, cis, names, algorithms=algos, xlabel=xlabel,
         row_height=max(0.37, 1.2 / len(algos)), xlabel_y_coordinate=-0.3)
     annotate(fig)
     files = [out / "aggregates.png"]
