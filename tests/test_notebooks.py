@@ -61,3 +61,29 @@ def test_notebook_runs_and_its_output_reaches_the_notebook(path, tmp_path):
 
 def test_there_are_five_notebooks():
     assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_the_committed_outputs_were_made_by_the_committed_code(path):
+    """Each notebook is committed executed at its real budget
+    (``examples/notebooks/execute.py``): its outputs belong to its current code, it
+    shows a figure, and no cell printed a warning."""
+    import sys
+
+    sys.path.insert(0, str(path.parent))
+    from execute import code_digest
+
+    nb = nbformat.read(path, as_version=4)
+    meta = nb.metadata.get("dpo_jax", {})
+    assert meta.get("code_sha256") == code_digest(nb), (
+        f"{path.name}: its code changed after its outputs were made: run "
+        f"python examples/notebooks/execute.py {path.name[:2]}")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.get("execution_count") for c in code), f"{path.name}: a cell never ran"
+    _, images = outputs(nb)
+    assert images >= 1, f"{path.name}: no figure in the committed outputs"
+    for cell in code:
+        for out in cell.get("outputs", []):
+            text = out.get("text", "") if out.get("name") == "stderr" else ""
+            assert "Warning" not in text, (path.name, text[:500])
+            assert out.get("output_type") != "error", (path.name, out.get("ename"))
