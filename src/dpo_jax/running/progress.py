@@ -64,8 +64,9 @@ class ProgressPrinter:
     return, the KL and beta_2 (IQL: the greedy return and epsilon; the stochastic
     game: J/J*) at the chunk's last update, and the env steps per second of the
     chunk (all runs). ``bar``: a tqdm bar instead of lines; default (``None``): a bar
-    on a terminal (tqdm) and in a notebook (a widget where ipywidgets is installed,
-    else a text bar, without tqdm's warning about it), plain lines otherwise (logs, pipes). ``stream`` is read at each
+    on a terminal (tqdm) and in a notebook where ipywidgets is installed (a widget),
+    plain lines otherwise (logs, pipes, notebooks without ipywidgets, where tqdm
+    would warn and a text bar would fill the cell's output) (logs, pipes). ``stream`` is read at each
     write (default: ``sys.stdout`` at that moment, so a notebook cell catches it). A
     faulty update is announced once.
     """
@@ -76,8 +77,12 @@ class ProgressPrinter:
         self.total_updates = total_updates
         self._stream = stream
         self.notebook = in_notebook()
-        if bar is None:
-            bar = self.notebook or bool(getattr(self.stream, "isatty", lambda: False)())
+        if bar is None:  # in a notebook, a widget bar; without ipywidgets, plain lines
+            import importlib.util
+
+            widgets = importlib.util.find_spec("ipywidgets") is not None
+            bar = (self.notebook and widgets) or (
+                not self.notebook and bool(getattr(self.stream, "isatty", lambda: False)()))
         self.bar = bar
         self._tqdm: Any = None
         self._fault_shown = False
@@ -125,15 +130,12 @@ class ProgressPrinter:
 
     def _show_bar(self, last: int, rate: float, ret: float, extra: Mapping[str, str]) -> None:
         if self._tqdm is None:  # created at the first chunk seen (later on resume)
-            import importlib.util
-
-            widgets = self.notebook and importlib.util.find_spec("ipywidgets") is not None
-            if widgets:
+            if self.notebook:  # only with ipywidgets (see __init__): no IProgress warning
                 from tqdm.auto import tqdm
-            else:  # a plain text bar: tqdm.auto would warn that IProgress is missing
+            else:
                 from tqdm import tqdm
             self._tqdm = tqdm(total=self.total_updates, unit="update",
-                              file=None if widgets else self.stream,
+                              file=None if self.notebook else self.stream,
                               dynamic_ncols=True)
         self._tqdm.update(last + 1 - self._tqdm.n)
         self._tqdm.set_postfix({"return": f"{ret:.3f}", **extra, "steps/s": f"{rate:,.0f}"},
