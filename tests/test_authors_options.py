@@ -65,6 +65,23 @@ def test_never_reset_keeps_the_state_chain_and_marks_every_later_step_terminal()
             assert done == [False, False, True] * 2 + [False, False]
 
 
+def test_never_reset_episode_metrics_are_windows_of_the_horizon():
+    """In an env that never resets, every step after the first episode is terminal;
+    the episode metrics count windows of ``max_steps`` steps instead: numpy's sums of
+    the rewards over consecutive windows of 3 steps."""
+    from dpo_jax.training.rollout import episode_stats
+
+    env = tiny_game(never_reset=True, horizon=3)
+    cfg = dpo_jax.TrainConfig(num_envs=2, num_steps=12, hidden_size=8)
+    _, _, traj = rollout(env, cfg, 12)
+    stats = episode_stats(traj.step)
+    reward = np.asarray(traj.step.reward, np.float64).mean(-1)  # [T, E], mean over agents
+    windows = reward.reshape(4, 3, 2).sum(1)  # 4 windows of 3 steps per env
+    assert bool(np.asarray(traj.step.done)[3:].all())  # the env's own episodes: length 1
+    assert float(stats["episodes"]) == 8 and float(stats["episode_length"]) == 3
+    np.testing.assert_allclose(float(stats["episode_return"]), windows.mean(), rtol=1e-6)
+
+
 def test_never_reset_targets_are_the_reward_after_the_first_episode():
     """GAE with every step terminal: A = r - V(s), target = r (their value masks 0)."""
     env = tiny_game(never_reset=True)

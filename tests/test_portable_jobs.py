@@ -324,3 +324,14 @@ def test_the_authors_preset_trains_stops_resumes_and_evaluates(env, tmp_path, ca
     assert "dpo" in evaluated.stdout and "ippo" in evaluated.stdout
     rows = loggers.read_jsonl(out / "metrics.jsonl")
     assert {"last_minibatch_kl", "kl"} <= set(rows[0])
+    if env.startswith("stochastic_game"):  # the exact J/J* leads, and both agree on it
+        entry = summary["programs"]["pg"]["entries"]["dpo"]
+        assert "J/J*" in evaluated.stdout
+        runs = [r for r in json.loads((out / "eval.json").read_text())["runs"]
+                if r["algo"] == "dpo"]
+        logged = {r["seed"]: r["optimality_ratio"] for r in rows
+                  if r["algo"] == "dpo" and r["update"] == max(x["update"] for x in rows)}
+        for run in runs:  # eval's exact J/J* of the saved policy = the last logged one
+            assert run["optimality_ratio"] == pytest.approx(logged[run["seed"]], abs=1e-5)
+        assert "final_optimality_ratio_mean" in entry
+        assert rows[-1]["episode_length"] == 4  # windows of S = 4 steps, not 1-step episodes

@@ -277,15 +277,22 @@ def evaluate_command(args: EvalArgs, argv: Sequence[str] = ()) -> int:
         scores = evaluate.evaluate(pol.env, pol.policy, pol.params,
                                    jax.random.key(args.seed), args.episodes,
                                    greedy=not args.stochastic)
+        exact = evaluate.exact_metrics(pol)  # the game's J/J* of each stochastic policy
         for r, lab in enumerate(pol.program.labels):
             result["runs"].append({**lab, **{k: float(v[r].mean())
-                                             for k, v in scores.items()}})
+                                             for k, v in scores.items()},
+                                   **{k: float(v[r]) for k, v in exact.items()}})
         groups = entry_runs(pol.spec, pol.program.labels)
         for name, rows in groups.items():
             per_run = scores["episode_return"][rows].mean(axis=1)
             mean, ci = mean_ci95(per_run)
             entry = {"return_mean": float(mean), "return_ci95": float(ci)}
             line = f"  {name:<16} return {float(mean):9.3f} +- {float(ci):.3f}"
+            if "optimality_ratio" in exact:
+                rmean, rci = mean_ci95(exact["optimality_ratio"][rows])
+                entry.update(optimality_ratio=float(rmean), optimality_ratio_ci95=float(rci))
+                line = (f"  {name:<16} J/J* {float(rmean):.3f} +- {float(rci):.3f} (exact, the "
+                        f"stochastic policy)  return {float(mean):9.3f} +- {float(ci):.3f}")
             if "won" in scores:
                 win = scores["won"][rows].mean(axis=1)
                 wmean, wci = mean_ci95(win)

@@ -178,6 +178,29 @@ def load_policies(out: str | pathlib.Path, program: str = "pg") -> Policies:
     return Policies(spec, env, prog, pg_policy(agents), params, done, agents)
 
 
+def exact_metrics(pol: Policies) -> dict[str, np.ndarray]:
+    """The env's exact metrics of each run's stochastic policy (``env.policy_metrics``:
+    the stochastic game's ``exact_return`` J(pi) and ``optimality_ratio`` J(pi)/J*),
+    ``[runs]`` each; empty when the env has none or the program is not the
+    policy-gradient family's."""
+    if pol.agents is None or not pol.env.is_discrete or not hasattr(pol.env, "policy_metrics"):
+        return {}
+    from dpo_jax.core.networks import action_probs
+
+    def one(params: Any, env: MultiAgentEnv) -> dict[str, Array]:
+        def probs(obs: Array) -> Array:
+            avail = jnp.ones(obs.shape[:-1] + (env.mask_dim,), bool)
+            return action_probs(agents_lib.policy_params(pol.agents, params, obs, avail))
+
+        return env.policy_metrics(probs)
+
+    if env_is_pytree(pol.env):  # large tables as an argument, not constants
+        out = jax.jit(jax.vmap(one, in_axes=(0, None)))(pol.params, pol.env)
+    else:
+        out = jax.jit(jax.vmap(lambda p: one(p, pol.env)))(pol.params)
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
 def render_episode(env: MultiAgentEnv, policy: PolicyFn, run_params: Any, key: Array,
                    path: str | pathlib.Path, greedy: bool = True,
                    title: str = "") -> tuple[list[pathlib.Path], str]:

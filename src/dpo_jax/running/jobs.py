@@ -113,13 +113,21 @@ class Results:
     def summary(self, metric: str = "episode_return", last_fraction: float = 0.1) -> Any:
         """One row per entry: the mean over runs of each run's mean over the last
         ``last_fraction`` of updates, its 95% CI half-width, the runs, and the
-        random policy's return."""
+        random policy's return; led by the exact J/J* (``optimality_ratio``) where
+        the env knows it (the stochastic games)."""
         import pandas as pd
 
         rows = []
+        exact = ({} if metric != "episode_return" or not any(
+            "optimality_ratio" in m for m in self.metrics.values())
+            else self.curves("optimality_ratio"))
         for entry, (steps, values) in self.curves(metric).items():
             mean, ci = summarize_final(values, last_fraction)
-            rows.append({"entry": entry, f"final_{metric}": mean, "ci95": ci,
+            row = {"entry": entry}
+            if entry in exact:  # the exact J/J* leads where the env knows it
+                rmean, rci = summarize_final(exact[entry][1], last_fraction)
+                row.update(final_optimality_ratio=rmean, optimality_ratio_ci95=rci)
+            rows.append({**row, f"final_{metric}": mean, "ci95": ci,
                          "runs": values.shape[0], "env_steps": int(steps[-1])})
         frame = pd.DataFrame(rows).set_index("entry")
         frame.attrs["random_return"] = self.random_return
@@ -372,7 +380,13 @@ def _train_program(program: Program, results: Results, summary: dict, out: Optio
                                    "runs": rows}
         spread = (f"+- {ci:.3f} (95% CI over {len(rows)} seeds" if len(rows) > 1
                   else "(1 seed: no interval")
-        report(f"  {name}: final return {mean:.3f} {spread}; random policy "
+        headline = ""
+        if "optimality_ratio" in run.metrics:  # the exact J/J* leads where the env knows it
+            rmean, rci = summarize_final(run.metrics["optimality_ratio"][rows])
+            record["entries"][name].update(final_optimality_ratio_mean=rmean,
+                                           final_optimality_ratio_ci95=rci)
+            headline = f"final J/J* {rmean:.3f} +- {rci:.3f} (exact); "
+        report(f"  {name}: {headline}final return {mean:.3f} {spread}; random policy "
                f"{results.random_return:.3f})")
     summary["programs"][program.name] = record
     report(f"  compile {run.compile_s:.1f} s, train {run.run_s:.1f} s "

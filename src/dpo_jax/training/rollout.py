@@ -33,8 +33,8 @@ class StepRecord(NamedTuple):
     terminated: Array  # [E] bool
     done: Array  # [E] bool, terminated or truncated
     next_obs: Array  # [E, N, obs_dim] observation after the step, before any reset
-    finished_return: Array  # [E, N] return of the episode that ended here, else 0
-    finished_length: Array  # [E] length of the episode that ended here, else 0
+    finished_return: Array  # [E, N] return of the episode (window) that ended here, else 0
+    finished_length: Array  # [E] its length (> 0 exactly where one ended), else 0
     info: dict[str, Array]  # [E] per-episode info of the env at this step
 
 
@@ -80,20 +80,24 @@ def step_envs(
     reset = done if env.resets_on_done else jnp.zeros_like(done)
     episode_return = batch.episode_return + out.reward
     episode_length = batch.episode_length + 1
+    # what the episode metrics count as an episode: one that ended, or, in an env that
+    # never resets (its steps after the first episode are all terminal), each window
+    # of max_steps steps (EPISODE_METRICS_RULE)
+    ended = done if env.resets_on_done else episode_length >= env.max_steps
     new_batch = EnvBatch(
         env_state=_where_done(reset, fresh.state, out.state),
         obs=_where_done(reset, fresh.obs, out.obs),
         avail=_where_done(reset, fresh.avail_actions, out.avail_actions),
-        episode_return=_where_done(done, jnp.zeros_like(episode_return), episode_return),
-        episode_length=jnp.where(done, 0, episode_length),
+        episode_return=_where_done(ended, jnp.zeros_like(episode_return), episode_return),
+        episode_length=jnp.where(ended, 0, episode_length),
     )
     record = StepRecord(
         reward=out.reward,
         terminated=out.terminated,
         done=done,
         next_obs=out.obs,
-        finished_return=_where_done(done, episode_return, jnp.zeros_like(episode_return)),
-        finished_length=jnp.where(done, episode_length, 0),
+        finished_return=_where_done(ended, episode_return, jnp.zeros_like(episode_return)),
+        finished_length=jnp.where(ended, episode_length, 0),
         info=out.info,
     )
     return new_batch, record
@@ -106,7 +110,7 @@ def episode_stats(records: StepRecord) -> dict[str, Array]:
     ``episodes`` counts them; the means are NaN when none ended (the trainers then
     carry the last values forward: ``carry_episode_metrics``).
     """
-    done = records.done.astype(jnp.float32)
+    done = (records.finished_length > 0).astype(jnp.float32)  # an episode (window) ended
     count = done.sum()
     safe = jnp.maximum(count, 1.0)
     nan_if_none = jnp.where(count > 0, 1.0, jnp.nan)
@@ -192,7 +196,11 @@ def random_policy_return(
 
 EPISODE_METRICS_RULE = """\
 Per-episode metrics (``episode_return``, ``episode_length`` and every env info key
-such as ``won``) are means over the episodes that ended in the update. In an update
+such as ``won``) are means over the episodes that ended in the update. In an env
+that never resets (``resets_on_done=False``, the authors' never-reset game), where
+every step after the first episode is terminal, an episode is each window of
+``max_steps`` consecutive steps (the game's horizon, S), so ``episode_return`` is the
+return of S steps, as an episode's is. In an update
 in which none ended (``episodes == 0``) each of them repeats its value from the
 last update in which one did, and is NaN before the first. ``step_reward`` (the
 mean reward per agent and env step of the update's rollout) is always fresh, for
