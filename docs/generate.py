@@ -470,6 +470,22 @@ def mamujoco_speed() -> str:
                               "preset."] + ["", *cmds])
 
 
+def mamujoco_hours() -> str:
+    """How long the paper's 10M-step MuJoCo runs take in physics alone at the fastest
+    measured CPU rate of each task (``mamujoco_speed``'s files)."""
+    best: dict[str, float] = {}
+    for batch in ("b1", "b64", "b512"):
+        for r in load(f"benchmarks/results/mamujoco_speed_cpu_{batch}.json")["results"]:
+            if r["physics"] == "fast":
+                best[r["task"]] = max(best.get(r["task"], 0.0), r["env_steps_per_s"])
+    hours = {task: 10e6 / rate / 3600 for task, rate in best.items()}
+    low, high = min(hours.values()), max(hours.values())
+    return (f"At the fastest of these rates, one seed of the paper's 10M-step runs takes "
+            f"{low:.1f} ({min(hours, key=hours.get)}) to {high:.1f} hours "
+            f"({max(hours, key=hours.get)}) of physics alone on the CPU measured, before any "
+            f"learning; the paper's MuJoCo budgets need a GPU.")
+
+
 def mjx_accuracy() -> str:
     path = "benchmarks/results/mjx_preset_accuracy.json"
     d = load(path)
