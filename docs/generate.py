@@ -56,6 +56,9 @@ def display_command(command: str) -> str:
     """A recorded command without the folders of the machine that ran it: paths in
     the repository relative to it, the peers' folders as ``PLACEHOLDERS``."""
     command = command.replace(str(ROOT) + "/", "")
+    # any other checkout's absolute path to a folder of the repository: relative
+    command = re.sub(r"(?<![\w.])/[^\s'\"]*?/(?=(?:benchmarks|examples|docs|src|tests)/)", "",
+                     command)
     for flag, name in PLACEHOLDERS:
         command = re.sub(rf"{flag}[ =]\S+", f"{flag} {name}", command)
     return command
