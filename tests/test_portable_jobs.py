@@ -78,7 +78,8 @@ def returns(out):
 
 # -- another machine: device count, sharding, progress -------------------------------
 
-@pytest.mark.parametrize("first,then", [("2", "1"), ("1", "2")])
+@pytest.mark.parametrize("first,then", [
+    ("2", "1"), pytest.param("1", "2", marks=pytest.mark.slow)])  # the reverse: DPO_JAX_FULL=1
 def test_a_job_resumes_on_another_device_count(first, then, tmp_path, cache, references):
     out = tmp_path / "job"
     ok(cli(JOB + ["--stop-after", "2"], cache, out, first))
@@ -110,6 +111,7 @@ def test_progress_and_chunks_do_not_decide_a_resume_and_keep_it_exact(tmp_path, 
     assert (out / "metrics.jsonl").read_text() == (references["2"] / "metrics.jsonl").read_text()
 
 
+@pytest.mark.slow  # the layout change itself is tested on the device count (CI)
 def test_a_resume_that_splits_envs_instead_of_runs_completes(tmp_path, cache):
     out = tmp_path / "job"
     ok(cli(JOB + ["--stop-after", "2"], cache, out, "2"))
@@ -304,7 +306,9 @@ AUTHORS = {
 }
 
 
-@pytest.mark.parametrize("env", sorted(AUTHORS))
+@pytest.mark.parametrize("env", [
+    "stochastic_game_small",
+    pytest.param("mpe_navigation", marks=pytest.mark.slow)])  # MPE's: DPO_JAX_FULL=1
 def test_the_authors_preset_trains_stops_resumes_and_evaluates(env, tmp_path, cache):
     """``--preset authors`` through the command line: the env arguments it adds reach
     the job (spec.json), and train, stop, resume and eval run on them."""
