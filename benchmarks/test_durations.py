@@ -29,7 +29,7 @@ def test_file(classname: str) -> str:
     return "/".join(parts) + ".py"
 
 
-def main(report: str) -> None:
+def main(report: str, command: str) -> None:
     files: dict[str, dict] = {}
     for case in ET.parse(report).iter("testcase"):
         name = test_file(case.get("classname", ""))
@@ -38,8 +38,7 @@ def main(report: str) -> None:
         entry["seconds"] += float(case.get("time", 0))
     out = ROOT / "benchmarks" / "results" / "test_durations.json"
     out.write_text(json.dumps({
-        "command": "python -m pytest -q --junitxml=REPORT && python "
-                   "benchmarks/test_durations.py REPORT",
+        "command": command,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "date": time.strftime("%Y-%m-%d"), "files": files}, indent=1))
     total = sum(f["seconds"] for f in files.values())
@@ -47,4 +46,11 @@ def main(report: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Time per test file from a JUnit report.")
+    parser.add_argument("report", help="the JUnit XML of a full run")
+    parser.add_argument("--run-command", default="python -m pytest -q --junitxml=REPORT",
+                        help="how the report was made (recorded with the results)")
+    args = parser.parse_args()
+    main(args.report, f"{args.run_command} && python benchmarks/test_durations.py REPORT")
