@@ -238,8 +238,11 @@ def plot(out: str | pathlib.Path, aggregates: Mapping[str, Any],
     cis = {a: np.where(np.isfinite(c), c, points[a][None]) for a, c in cis.items()}
 
     def annotate(fig: Any) -> None:
+        """The note under everything the figure draws (its tick labels and x label)."""
         if note:
-            fig.text(0.01, -0.02, note, fontsize=7, ha="left", va="top", wrap=True)
+            bottom = fig.get_tightbbox(fig.canvas.get_renderer()).y0
+            y = bottom / fig.get_size_inches()[1] - 0.02
+            fig.text(0.01, y, note, fontsize=7, ha="left", va="top", wrap=True)
     fig, _ = plot_utils.plot_interval_estimates(
         points, cis, names, algorithms=algos, xlabel=xlabel,
         row_height=max(0.37, 1.2 / len(algos)), xlabel_y_coordinate=-0.3)
