@@ -278,6 +278,25 @@ def _logged(metrics: Mapping[str, np.ndarray], num_runs: int) -> dict[str, np.nd
     return rows
 
 
+def _unused_betas_as_nan(rows: dict[str, np.ndarray], described: Mapping[str, Any]
+                         ) -> dict[str, np.ndarray]:
+    """The logged rows with ``beta_sqrt`` / ``beta_kl`` NaN (``null`` in the logs) for
+    the runs whose objective has that penalty switched off (IPPO has neither, DPO
+    w/o kl no ``beta_kl``): a coefficient that does not act is not reported as if it
+    did. The program's own metrics are untouched."""
+    obj = described.get("obj")
+    if not obj:
+        return rows
+    rows = dict(rows)
+    for name, switch in (("beta_sqrt", "sqrt_on"), ("beta_kl", "kl_on")):
+        if name in rows and switch in obj:
+            on = np.asarray(obj[switch], np.float64)[:rows[name].shape[0]] > 0
+            on = on.reshape(on.shape + (1,) * (rows[name].ndim - 1))
+            value = np.asarray(rows[name])
+            rows[name] = np.where(on, value, np.nan).astype(value.dtype)
+    return rows
+
+
 def _run_whole(cfg: AnyConfig, env: MultiAgentEnv, placement: Placement, num_runs: int,
                labels: Optional[list]) -> RunOutput:
     """``run`` in one compiled call (no chunks)."""
@@ -321,6 +340,7 @@ class _ChunkedRun:
         self.cfg, self.env, self.placement, self.num_runs = cfg, env, placement, num_runs
         self.printer, self.plan, self.loggers, self.labels = printer, plan, loggers, labels
         self.n_updates = num_updates(cfg, env)
+        self.described = described
         self.identity = {"config": cfg.__dict__, "env": repr(env), "runs": num_runs,
                          **described}
         self.layout = {"devices": len(placement.devices), "padded_runs": placement.padded,
@@ -391,7 +411,8 @@ class _ChunkedRun:
             checkpoint.record_run(self.plan.folder, self.identity, self.layout, start,
                                   self.saved_run)
         resumed_at = saved_at = start
-        history = _logged(parts[0], self.num_runs) if parts else None
+        history = (_unused_betas_as_nan(_logged(parts[0], self.num_runs), self.described)
+                   if parts else None)
         for logger in self.loggers:
             logger.start(start, history, lost=self.lost)
         end = self.n_updates
@@ -423,7 +444,7 @@ class _ChunkedRun:
                 pending, saved_at = [], done
             steps = steps_so_far + exact_env_steps(chunk).T  # [chunk, runs]
             steps_so_far = steps[-1]
-            rows = dict(chunk)
+            rows = _unused_betas_as_nan(chunk, self.described)
             rows["env_steps"] = steps.T
             for logger in self.loggers:
                 logger.write(start, rows)

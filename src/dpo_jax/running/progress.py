@@ -104,7 +104,8 @@ class ProgressPrinter:
             warnings.simplefilter("ignore", RuntimeWarning)
             ret = float(np.nanmean(np.asarray(metrics["episode_return"], np.float64)[runs, -1]))
             extra = {label: f"{np.nanmean(np.asarray(metrics[name], np.float64)[runs, -1]):{fmt}}"
-                     for name, label, fmt in _SHOWN if name in metrics}
+                     for name, label, fmt in _SHOWN if name in metrics
+                     and np.isfinite(np.asarray(metrics[name], np.float64)[runs, -1]).any()}
         env_steps = int(np.asarray(metrics["env_steps"])[0, -1])
         if self.bar:
             self._show_bar(last, rate, ret, extra)
