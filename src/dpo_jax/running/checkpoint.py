@@ -265,10 +265,15 @@ def check_run(folder: str | pathlib.Path, identity: Mapping[str, Any],
     return saved
 
 
-def layout_changes(saved: Mapping[str, Any], layout: Mapping[str, Any]) -> list[str]:
-    """``field: saved X, now Y`` for the layout fields that differ from the last
-    saved layout (fields the saved run did not record are not compared)."""
-    return [f"{k}: saved {saved[k]!r}, now {layout.get(k)!r}" for k in LAYOUT_KEYS
+DEVICE_LAYOUT_KEYS = ("devices", "padded_runs", "shard")
+"""The layout fields whose change can move a run's numbers by float rounding."""
+
+
+def layout_changes(saved: Mapping[str, Any], layout: Mapping[str, Any],
+                   keys: tuple[str, ...] = LAYOUT_KEYS) -> list[str]:
+    """``field: saved X, now Y`` for the layout fields among ``keys`` that differ from
+    the last saved layout (fields the saved run did not record are not compared)."""
+    return [f"{k}: saved {saved[k]!r}, now {layout.get(k)!r}" for k in keys
             if k in saved and saved[k] != layout.get(k)]
 
 
@@ -333,17 +338,22 @@ def saved_runs(folder: str | pathlib.Path, updates_done: Optional[int] = None) -
                               f"('padded_runs')") from None
 
 
+def _move_aside(path: pathlib.Path, expected: str) -> None:
+    """Move what is at ``path`` aside to ``.<name>.damaged-<time>``, with a warning
+    naming the ``expected`` kind, so that a save is never blocked by it."""
+    import time
+
+    aside = path.with_name(f".{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+    os.replace(path, aside)
+    warnings.warn(f"{str(path)!r} was not {expected}: moved aside to {aside.name}",
+                  CheckpointWarning, stacklevel=3)
+
+
 def _clear_way(path: pathlib.Path) -> None:
     """Move whatever is at ``path`` and is not a regular file (a directory, a
-    dangling link, ...) aside to ``.<name>.damaged-<time>``, with a warning, so that
-    a save is never blocked by a damaged entry."""
+    dangling link, ...) aside (``_move_aside``)."""
     if path.is_symlink() or (path.exists() and not path.is_file()):
-        import time
-
-        aside = path.with_name(f".{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
-        os.replace(path, aside)
-        warnings.warn(f"{str(path)!r} was not a file: moved aside to {aside.name}",
-                      CheckpointWarning, stacklevel=3)
+        _move_aside(path, "a file")
 
 
 def _folder_digests(folder: pathlib.Path) -> dict[str, str]:
@@ -365,7 +375,8 @@ def save(folder: str | pathlib.Path, start: int, updates_done: int, state: Any,
     metrics_file = _metrics_path(folder, start, updates_done)
     if main:
         for sub in (MANIFESTS, METRICS):
-            _clear_way(folder / sub) if (folder / sub).is_file() else None
+            if (folder / sub).is_file():
+                _move_aside(folder / sub, "a folder")
             (folder / sub).mkdir(parents=True, exist_ok=True)
         _clear_way(metrics_file)
         import io
@@ -376,7 +387,7 @@ def save(folder: str | pathlib.Path, start: int, updates_done: int, state: Any,
     fault_point("after_metrics", updates_done)
     state_path = _state_path(folder, updates_done)
     if main and (state_path.is_symlink() or state_path.is_file()):
-        _clear_way(state_path)
+        _move_aside(state_path, "a folder")
     checkpointer = ocp.StandardCheckpointer()
     try:
         checkpointer.save(state_path, _to_storable(state), force=True)
@@ -388,12 +399,11 @@ def save(folder: str | pathlib.Path, start: int, updates_done: int, state: Any,
     manifest = _manifest_path(folder, updates_done)
     if main:
         _clear_way(manifest)
-        leaves = jax.tree.leaves(state)
         write_atomic(manifest, json.dumps({
             "updates_done": updates_done, "chunk": [start, updates_done],
             "metrics_file": metrics_file.name, "metrics_sha256": file_digest(metrics_file),
             "state": state_path.name, "state_sha256": digest,
-            "padded_runs": int(leaves[0].shape[0]) if leaves else 0,
+            "padded_runs": _leading(state) or 0,
             "state_files": _folder_digests(state_path),
         }, indent=1).encode())
         fault_point("after_manifest", updates_done)

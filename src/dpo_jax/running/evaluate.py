@@ -22,6 +22,7 @@ message saying so instead of failing.
 
 from __future__ import annotations
 
+import functools
 import pathlib
 import warnings
 from typing import Any, Callable, NamedTuple, Optional, Sequence
@@ -41,7 +42,7 @@ from dpo_jax.running.experiments import env_is_pytree
 from dpo_jax.core.networks import distribution
 from dpo_jax.training.rollout import policy_episode
 from dpo_jax.running.runspec import Program, RunSpec, plan
-from dpo_jax.training.trainer import make_trainer
+from dpo_jax.training.trainer import make_trainer, policy_metrics
 
 Array = jax.Array
 ActFn = Callable[[Array, Array, Array], Array]
@@ -181,23 +182,16 @@ def load_policies(out: str | pathlib.Path, program: str = "pg") -> Policies:
 def exact_metrics(pol: Policies) -> dict[str, np.ndarray]:
     """The env's exact metrics of each run's stochastic policy (``env.policy_metrics``:
     the stochastic game's ``exact_return`` J(pi) and ``optimality_ratio`` J(pi)/J*),
-    ``[runs]`` each; empty when the env has none or the program is not the
-    policy-gradient family's."""
-    if pol.agents is None or not pol.env.is_discrete or not hasattr(pol.env, "policy_metrics"):
+    ``[runs]`` each, as the trainer logs them (``trainer.policy_metrics``); empty
+    when the env has none or the program is not the policy-gradient family's."""
+    if pol.agents is None:
         return {}
-    from dpo_jax.core.networks import action_probs
-
-    def one(params: Any, env: MultiAgentEnv) -> dict[str, Array]:
-        def probs(obs: Array) -> Array:
-            avail = jnp.ones(obs.shape[:-1] + (env.mask_dim,), bool)
-            return action_probs(agents_lib.policy_params(pol.agents, params, obs, avail))
-
-        return env.policy_metrics(probs)
-
+    one = functools.partial(policy_metrics, pol.agents)
     if env_is_pytree(pol.env):  # large tables as an argument, not constants
-        out = jax.jit(jax.vmap(one, in_axes=(0, None)))(pol.params, pol.env)
+        out = jax.jit(jax.vmap(lambda p, env: one(env, p), in_axes=(0, None)))(
+            pol.params, pol.env)
     else:
-        out = jax.jit(jax.vmap(lambda p: one(p, pol.env)))(pol.params)
+        out = jax.jit(jax.vmap(lambda p: one(pol.env, p)))(pol.params)
     return {k: np.asarray(v) for k, v in out.items()}
 
 

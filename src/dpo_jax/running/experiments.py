@@ -238,16 +238,21 @@ def run(
             logger.close()
 
 
+def check_update_counts(**counts: Optional[int]) -> None:
+    """``ValueError`` naming the first of ``counts`` (``chunk_updates``,
+    ``checkpoint_every``, ``stop_after``) that is neither ``None`` nor an int >= 1."""
+    for name, value in counts.items():
+        if value is not None and (not is_int(value) or value < 1):
+            raise ValueError(f"{name}={value!r}: expected an int >= 1 (updates)")
+
+
 def _checkpointing(n_updates: int, chunk: Optional[int], progress: bool | int,
                    folder: Optional[str | pathlib.Path], every: Optional[int], resume: bool,
                    stop_after: Optional[int], keep: int) -> Checkpointing:
     """The chunk size (``chunk_updates``; else the progress interval; else the
     checkpoint interval; else the whole run) and the checkpoint interval (a multiple
     of the chunk), checked."""
-    for name, value in (("chunk_updates", chunk), ("checkpoint_every", every),
-                        ("stop_after", stop_after)):
-        if value is not None and (not is_int(value) or value < 1):
-            raise ValueError(f"{name}={value!r}: expected an int >= 1 (updates)")
+    check_update_counts(chunk_updates=chunk, checkpoint_every=every, stop_after=stop_after)
     if not is_int(keep) or keep < 1:
         raise ValueError(f"keep_checkpoints={keep!r}: expected an int >= 1")
     if chunk is None:
@@ -392,8 +397,8 @@ class _ChunkedRun:
         if self.saved_run is None:
             return
         before = self.saved_run["layouts"][-1]
-        changed = [line for line in checkpoint.layout_changes(before, self.layout)
-                   if line.split(":")[0] in ("devices", "padded_runs", "shard")]
+        changed = checkpoint.layout_changes(before, self.layout,
+                                            checkpoint.DEVICE_LAYOUT_KEYS)
         if changed:
             warnings.warn(f"resuming after {updates_done} updates on another device layout "
                           f"({'; '.join(changed)}): each run continues from its saved "

@@ -159,14 +159,12 @@ def display_name(entry: str) -> str:
     return " ".join(x for x in (LABEL_NAMES.get(algo, algo), rest) if x)
 
 
-def _report_default(progress: bool | int) -> Report:
-    if not progress:
-        def silent(text: str) -> None:
-            """Nothing reported (``progress=False``): notes go out as warnings."""
+def _silent(text: str) -> None:
+    """The report of ``progress=False``: nothing (notes go out as warnings)."""
 
-        silent.silent = True  # type: ignore[attr-defined]
-        return silent
-    return lambda text: print(text, flush=True)
+
+def _report_default(progress: bool | int) -> Report:
+    return (lambda text: print(text, flush=True)) if progress else _silent
 
 
 def train(
@@ -240,10 +238,8 @@ def train(
         if value is not None and out is None:
             raise ValueError(f"{name}={value!r} needs a job folder to continue from: "
                              f"pass out=...")
-    for name, value in (("checkpoint_every", checkpoint_every), ("stop_after", stop_after)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise ValueError(f"{name}={value!r}: expected an int >= 1 (updates) or None")
+    # here, not only in experiments.run: a 0 would otherwise mean "the default"
+    experiments.check_update_counts(checkpoint_every=checkpoint_every, stop_after=stop_after)
     loggers.check_extras(log)
     programs = runspec.plan(spec, env)
     for program in programs:  # every program's errors before any training
@@ -364,7 +360,7 @@ def _train_program(program: Program, results: Results, summary: dict, out: Optio
                           progress=progress, devices=devices, shard=shard, loggers=logs,
                           checkpoint_dir=folder, checkpoint_every=every,
                           resume=resume, stop_after=stop_after, labels=program.labels,
-                          note=None if getattr(report, "silent", False)
+                          note=None if report is _silent
                           else lambda text: report(f"  {text}"))
     results.outputs[program.name] = run
     results.metrics[program.name] = run.metrics

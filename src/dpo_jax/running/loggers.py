@@ -121,16 +121,20 @@ class _FileLogger(Logger):
         """The update a line of the file is about (``None``: not a row)."""
         raise NotImplementedError
 
-    def _kept_lines(self, lost: Sequence[tuple[int, int]]) -> dict[int, list[str]]:
-        """This file's lines of the ``lost`` updates, by update (only updates with a
-        line for every run), read before the file is rewritten."""
-        self._preamble: list[str] = []
+    HEADER = False
+    """Whether the file's first line is a header (written before any kept row)."""
+
+    def _kept_lines(self, lost: Sequence[tuple[int, int]]
+                    ) -> tuple[list[str], dict[int, list[str]]]:
+        """This file's header (if it keeps rows and has one) and its lines of the
+        ``lost`` updates, by update (only updates with a line for every run), read
+        before the file is rewritten."""
         if not lost or not self.path.is_file():
-            return {}
+            return [], {}
         try:
             lines = self.path.read_text().splitlines()
         except (OSError, UnicodeDecodeError):
-            return {}
+            return [], {}
         header = lines[0] if lines else None
         kept: dict[int, list[str]] = {}
         for line in lines:
@@ -138,16 +142,14 @@ class _FileLogger(Logger):
             if update is not None and any(a <= update < b for a, b in lost):
                 kept.setdefault(update, []).append(line)
         kept = {u: rows for u, rows in kept.items() if len(rows) == len(self.labels)}
-        if kept and isinstance(self, CsvLogger) and header is not None:
-            self._preamble = [header]  # the CSV header, written before the kept rows
-        return kept
+        return ([header] if kept and self.HEADER and header is not None else []), kept
 
     def start(self, first_update: int,
               history: Optional[Mapping[str, np.ndarray]] = None,
               lost: Sequence[tuple[int, int]] = ()) -> None:
-        kept = self._kept_lines(lost)
+        preamble, kept = self._kept_lines(lost)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("".join(line + "\n" for line in getattr(self, "_preamble", [])))
+        self.path.write_text("".join(line + "\n" for line in preamble))
         if not (first_update and history is not None):
             return
         at = 0
@@ -240,6 +242,8 @@ def read_jsonl(path: str | pathlib.Path) -> list[dict[str, Any]]:
 
 class CsvLogger(_FileLogger):
     """``metrics.csv``: the JSONL rows with per-agent metrics averaged over agents."""
+
+    HEADER = True
 
     def __init__(self, path: str | pathlib.Path, labels: Sequence[Labels]) -> None:
         super().__init__(path, labels)

@@ -27,6 +27,7 @@ from dpo_jax.config import ALGORITHMS, BASELINE_ALGORITHMS, TrainConfig
 from dpo_jax.envs import make_env
 from dpo_jax.envs.base import MultiAgentEnv
 from dpo_jax.core.objectives import ObjectiveParams, objective_params, stack_params
+from dpo_jax.running.checkpoint import identity_diff
 
 SPEC_FILE = "spec.json"
 JOB_FORMAT = 3
@@ -149,16 +150,9 @@ class RunSpec:
 
     def diff(self, other: "RunSpec") -> list[str]:
         """``field: saved X, now Y`` for each field of ``other`` (now) that differs
-        from this one (saved); config fields one by one."""
-        a, b = self.to_json(), other.to_json()
-        lines = []
-        for key in a:
-            if key == "config":
-                lines += [f"config.{f}: saved {a[key][f]!r}, now {b[key][f]!r}"
-                          for f in a[key] if a[key][f] != b[key][f]]
-            elif a[key] != b[key]:
-                lines.append(f"{key}: saved {a[key]!r}, now {b[key]!r}")
-        return lines
+        from this one (saved); config fields one by one (``checkpoint.identity_diff``,
+        which names a differing checkpoint the same way)."""
+        return identity_diff(self.to_json(), other.to_json())
 
     @staticmethod
     def load(out: str | pathlib.Path) -> "RunSpec":

@@ -445,7 +445,7 @@ class PGContext(NamedTuple):
     constrain: EnvConstraint
 
 
-def policy_metrics(ctx: PGContext, env: MultiAgentEnv, params: Any) -> dict[str, Array]:
+def policy_metrics(agents: Agents, env: MultiAgentEnv, params: Any) -> dict[str, Array]:
     """The env's exact metrics of the current policy (``env.policy_metrics``; the
     stochastic game's J(pi) and J(pi)/J*); none for continuous actions."""
     if not env.is_discrete:
@@ -453,7 +453,7 @@ def policy_metrics(ctx: PGContext, env: MultiAgentEnv, params: Any) -> dict[str,
 
     def probs(obs: Array) -> Array:
         avail = jnp.ones(obs.shape[:-1] + (env.mask_dim,), bool)
-        return action_probs(agents_lib.policy_params(ctx.agents, params, obs, avail))
+        return action_probs(agents_lib.policy_params(agents, params, obs, avail))
 
     return env.policy_metrics(probs)
 
@@ -500,7 +500,7 @@ def pg_update(ctx: PGContext, state: TrainState, update_idx: Array, obj: Objecti
         # the coefficients used during this update, before adaptation
         "beta_sqrt": state.beta_sqrt,
         "beta_kl": state.beta_kl,
-        **policy_metrics(ctx, env, new_agents.params),
+        **policy_metrics(agents, env, new_agents.params),
     }
     emit_progress(ctx.progress, metrics)
     return TrainState(new_agents, beta_sqrt, beta_kl, env_batch, value_norm, last_episode,
