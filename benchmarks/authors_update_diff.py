@@ -158,8 +158,9 @@ def replay(data: dict, env: Any, task: str, algo: str, overrides: dict) -> dict:
               for part in ("actor", "critic")}
     theirs = {part: torch_to_flax(data, "after", part, init.params[part], n)
               for part in ("actor", "critic")}
-    opt = jax.vmap(lambda p: {"actor": agents.actor_tx.init(p["actor"]),
-                              "critic": agents.critic_tx.init(p["critic"])})(before)
+    actor_tx, critic_tx = agents_lib.optimizers(agents, objective_params(cfg, n))
+    opt = jax.vmap(lambda p: {"actor": actor_tx.init(p["actor"]),
+                              "critic": critic_tx.init(p["critic"])})(before)
     state = agents_lib.AgentState(before, opt)
 
     # their buffer: [T (+1), threads = 1, N, ...]

@@ -103,7 +103,7 @@ def main() -> None:
         mb = jax.tree.map(lambda x: x[: x.shape[0] // cfg.num_minibatches], batch)
         _, _, grads = train_lib.loss_and_grads(agents, state.params, mb, betas, betas,
                                                obj, cfg)
-        return agents_lib.apply_gradients(agents, state, grads)
+        return agents_lib.apply_gradients(agents, state, grads, obj)
 
     def loss_only(params, batch):
         mb = jax.tree.map(lambda x: x[: x.shape[0] // cfg.num_minibatches], batch)

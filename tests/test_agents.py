@@ -48,7 +48,7 @@ def _setup(share_params=False):
         """loss_and_grads then one optimiser step: (new state, losses, grads)."""
         loss, _, grads = train_lib.loss_and_grads(
             agents, state.params, batch, beta_sqrt, beta_kl, obj, cfg)
-        return agents_lib.apply_gradients(agents, state, grads), loss, grads
+        return agents_lib.apply_gradients(agents, state, grads, obj), loss, grads
 
     # the reference: one agent's loss alone, no vmap over agents
     one_agent = jax.jit(jax.value_and_grad(

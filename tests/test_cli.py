@@ -276,7 +276,8 @@ def test_runspec_plan_layout():
                            algos=("dpo", "ippo", "iql"), d_targets=(0.1, 1.0), seeds=3)
     assert runspec.RunSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
     pg, iql = runspec.plan(spec)
-    assert runspec.entries(spec) == [("dpo", 0.1), ("dpo", 1.0), ("ippo", None)]
+    assert [(e.algo, e.d_target) for e in runspec.entries(spec)] == [
+        ("dpo", 0.1), ("dpo", 1.0), ("ippo", None)]
     assert len(pg.labels) == 9 and pg.keys.shape == (9,)
     np.testing.assert_array_equal(np.asarray(pg.obj.d_target)[:6],
                                   np.float32([0.1] * 3 + [1.0] * 3))

@@ -180,16 +180,21 @@ def test_intact_files_that_cannot_be_read_stop_with_their_cause(tmp_path, monkey
 
 # -- another version -----------------------------------------------------------------
 
-def test_a_job_of_0_2_0_resumes_and_one_of_0_1_0_is_refused_unchanged(tmp_path, cache,
-                                                                      references):
-    old = tmp_path / "v0.2.0"
-    shutil.copytree(OLD / "v0.2.0", old)
+@pytest.mark.parametrize("version", ["0.2.0", "0.3.0"])
+def test_a_job_of_an_earlier_version_resumes(version, tmp_path, cache, references):
+    """0.2.0 (format 2) and 0.3.0 (format 3, whose run.json records the objective's
+    ten parameters, not the hyperparameters 0.4.0 made data) resume and complete."""
+    old = tmp_path / f"v{version}"
+    shutil.copytree(OLD / f"v{version}", old)
     resumed = ok(cli(JOB + ["--resume"], cache, old))  # saved on 2 devices, resumed on 1
     assert "padded_runs: saved 4, now 3" in resumed.stderr
     got, same = returns(old), returns(references["2"])
     assert np.array_equal(got[:, :2], same[:, :2])
     np.testing.assert_allclose(got[:, 2:3], same[:, 2:3], rtol=1e-3, atol=1e-4)
+    assert np.isfinite(got).all()
 
+
+def test_a_job_of_0_1_0_is_refused_unchanged(tmp_path, cache):
     oldest = tmp_path / "v0.1.0"
     shutil.copytree(OLD / "v0.1.0", oldest)
     before = tree_digest(oldest)

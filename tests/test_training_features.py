@@ -104,11 +104,11 @@ def test_huber_and_clipped_value_loss_against_numpy(clip, delta):
 def test_linear_lr_annealing_is_stepwise_per_update():
     cfg = dpo_jax.TrainConfig(anneal_lr=True, num_epochs=3, num_minibatches=2,
                               num_envs=2, num_steps=4)
-    schedule = agents_lib.learning_rate(1e-3, cfg, num_updates=5)
+    schedule = agents_lib.learning_rate(1e-3, cfg.anneal_lr, num_updates=5, steps_per_update=6)
     got = np.array([float(schedule(jnp.int32(c))) for c in range(30)])
     want = np.array([1e-3 * (1 - (c // 6) / 5) for c in range(30)])
     np.testing.assert_allclose(got, want, rtol=1e-6)
-    assert agents_lib.learning_rate(1e-3, cfg.replace(anneal_lr=False), 5) == 1e-3
+    assert agents_lib.learning_rate(1e-3, False, 5, 6) == 1e-3
 
 
 def test_annealed_adam_steps_shrink_to_zero():
@@ -116,7 +116,8 @@ def test_annealed_adam_steps_shrink_to_zero():
     the schedule and the last update's steps are 1/num_updates of the first's."""
     cfg = dpo_jax.TrainConfig(anneal_lr=True, num_epochs=1, num_minibatches=1,
                               num_envs=1, num_steps=1, max_grad_norm=1e6)
-    tx = optax.adam(agents_lib.learning_rate(0.1, cfg, num_updates=4), eps=1e-8)
+    tx = optax.adam(agents_lib.learning_rate(0.1, cfg.anneal_lr, num_updates=4,
+                                            steps_per_update=1), eps=1e-8)
     p = jnp.zeros(())
     state = tx.init(p)
     steps = []

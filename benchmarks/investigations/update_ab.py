@@ -106,7 +106,7 @@ def main() -> None:
         def step(state, mb):
             _, _, grads = train_lib.loss_and_grads(agents, state.params, mb, betas, betas,
                                                    obj, cfg)
-            return agents_lib.apply_gradients(agents, state, grads), None
+            return agents_lib.apply_gradients(agents, state, grads, obj), None
 
         def epoch(state, k):
             perm = jax.random.permutation(k, n)

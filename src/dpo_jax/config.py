@@ -10,6 +10,7 @@ values can be swept with ``vmap`` inside one compiled program.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import numbers
@@ -83,6 +84,45 @@ _CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
     "activation": ("relu", "tanh"),
     "nan_policy": ("raise", "ignore"),
 }
+
+
+SWEEPABLE_FIELDS: tuple[str, ...] = _FLOAT_FIELDS + _OPTIONAL_FLOAT_FIELDS
+"""The numeric fields that travel into the compiled program as traced data, one
+value per run (:class:`dpo_jax.core.objectives.ObjectiveParams`): a change of any
+of them reuses the compiled program, and ``dpo_jax.train(sweep=...)`` sweeps them
+inside one program. ``value_clip`` and ``huber_delta`` are swept among numbers; their
+``None`` (clip or Huber loss off) is a different program. Every other field is
+static (:data:`STATIC_FIELDS`)."""
+
+STATIC_FIELDS: dict[str, str] = {
+    "total_timesteps": "the number of updates is the length of the program's scan",
+    "num_envs": "an array shape (the env batch)",
+    "num_steps": "an array shape (the rollout length)",
+    "num_epochs": "the length of the epochs' scan",
+    "num_minibatches": "an array shape (the minibatch split)",
+    "hidden_size": "an array shape (the networks' width)",
+    "num_hidden_layers": "the networks' structure",
+    **{name: "a choice between code paths" for name in _BOOL_FIELDS + tuple(_CHOICE_FIELDS)},
+    "algo": "the algorithm: sweep it with algos=[...] (--algos) instead",
+}
+"""The fields that shape the compiled program, each with why: a sweep of one of
+them is refused (train one job per value instead)."""
+
+
+class _Traced:
+    """The value of a swept field in the program's static config (``static_config``):
+    the program reads the run's value from its ``ObjectiveParams``, and any use of
+    this placeholder (arithmetic, comparison, conversion) fails at trace time."""
+
+    def __repr__(self) -> str:
+        return "<traced: the run's ObjectiveParams value>"
+
+    def __reduce__(self) -> str:
+        return "TRACED"
+
+
+TRACED = _Traced()
+"""The one placeholder ``static_config`` puts in the sweepable fields."""
 
 
 def _check_types(cfg: "TrainConfig") -> None:
@@ -318,6 +358,21 @@ class TrainConfig:
     def replace(self, **changes: object) -> "TrainConfig":
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+def static_config(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` as the compiled program sees it: every :data:`SWEEPABLE_FIELDS` value
+    replaced by the placeholder :data:`TRACED` (``value_clip`` / ``huber_delta`` keep
+    their ``None``, which selects a code path). Two configs that differ only in
+    sweepable values have equal static configs, hence one compiled program; the
+    program takes those values from its ``ObjectiveParams``, and a use of a
+    placeholder fails at trace time, so no field can be read from the config by
+    mistake. Not a valid config for anything else (it is not validated)."""
+    static = copy.copy(cfg)
+    for name in SWEEPABLE_FIELDS:
+        if getattr(cfg, name) is not None:
+            object.__setattr__(static, name, TRACED)
+    return static
 
 
 def paper_config(env_family: str, **overrides: object) -> TrainConfig:

@@ -14,7 +14,7 @@ mean of the agents' losses.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Protocol
 
 import chex
 import jax
@@ -38,17 +38,22 @@ class AgentState(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Agents:
-    """Static description of the agents: networks, optimisers, sharing."""
+    """Static description of the agents: networks, optimiser structure, sharing.
+
+    The optimisers' numbers (learning rates, Adam's eps, the clip norm) are not
+    here: :func:`optimizers` builds them from a run's ``ObjectiveParams``, so they
+    can differ between the runs of one compiled program."""
 
     actor: Actor
     critic: Critic
-    actor_tx: optax.GradientTransformation
-    critic_tx: optax.GradientTransformation
     num_agents: int
     obs_dim: int
     mask_dim: int
     action_spec: ActionSpec
     share_params: bool
+    anneal_lr: bool = False
+    num_updates: int = 1
+    steps_per_update: int = 1
 
     @property
     def param_axis(self) -> int | None:
@@ -56,14 +61,23 @@ class Agents:
         return None if self.share_params else 0
 
 
-def learning_rate(lr: float, cfg: TrainConfig, num_updates: int) -> optax.ScalarOrSchedule:
-    """``lr``, or with ``cfg.anneal_lr`` the schedule ``lr * (1 - k / num_updates)``
+class OptimizerNumbers(Protocol):
+    """What :func:`optimizers` reads (an ``ObjectiveParams`` has it)."""
+
+    actor_lr: Any
+    critic_lr: Any
+    adam_eps: Any
+    max_grad_norm: Any
+
+
+def learning_rate(lr: Any, anneal: bool, num_updates: int,
+                  steps_per_update: int) -> optax.ScalarOrSchedule:
+    """``lr``, or with ``anneal`` the schedule ``lr * (1 - k / num_updates)``
     during update k (0-based), constant within an update (JaxMARL/PureJaxRL's
-    linear annealing; the optimiser steps ``num_epochs * num_minibatches`` times
-    per update)."""
-    if not cfg.anneal_lr:
+    linear annealing; the optimiser steps ``steps_per_update = num_epochs *
+    num_minibatches`` times per update). ``lr`` may be traced."""
+    if not anneal:
         return lr
-    steps_per_update = cfg.num_epochs * cfg.num_minibatches
 
     def schedule(count: Array) -> Array:
         return lr * (1.0 - (count // steps_per_update) / num_updates)
@@ -71,51 +85,77 @@ def learning_rate(lr: float, cfg: TrainConfig, num_updates: int) -> optax.Scalar
     return schedule
 
 
-def _optimizer(lr: optax.ScalarOrSchedule, cfg: TrainConfig) -> optax.GradientTransformation:
-    return optax.chain(
-        optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(lr, eps=cfg.adam_eps)
-    )
+def optimizers(agents: Agents, numbers: OptimizerNumbers
+               ) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+    """The actor's and the critic's optimiser: gradients clipped by global norm
+    (``max_grad_norm``), then Adam (``adam_eps``) at the network's learning rate
+    (annealed with ``agents.anneal_lr``). The numbers may be traced; the state's
+    structure does not depend on them, so one initial state serves every run."""
+
+    def make(lr: Any) -> optax.GradientTransformation:
+        rate = learning_rate(lr, agents.anneal_lr, agents.num_updates,
+                             agents.steps_per_update)
+        return optax.chain(optax.clip_by_global_norm(numbers.max_grad_norm),
+                           optax.adam(rate, eps=numbers.adam_eps))
+
+    return make(numbers.actor_lr), make(numbers.critic_lr)
 
 
 def make_agents(cfg: TrainConfig, env: MultiAgentEnv, num_updates: int = 1) -> Agents:
-    """Networks and optimisers for ``env``'s agents under ``cfg``; ``num_updates``
-    (the run's length) sets the learning-rate schedule when ``cfg.anneal_lr``."""
+    """Networks and the optimisers' structure for ``env``'s agents under ``cfg``
+    (its static fields only: a ``static_config`` works); ``num_updates`` (the run's
+    length) sets the learning-rate schedule when ``cfg.anneal_lr``. The Gaussian
+    policy's log-std starts at 0 here; :func:`init_agents` adds the run's
+    ``init_log_std``."""
     hidden = (cfg.hidden_size,) * cfg.num_hidden_layers
     torso = dict(activation=cfg.activation, input_layer_norm=cfg.input_layer_norm)
     return Agents(
-        actor=Actor(env.action_spec, hidden, cfg.hidden_layer_norm, cfg.init_log_std,
-                    **torso),
+        actor=Actor(env.action_spec, hidden, cfg.hidden_layer_norm, 0.0, **torso),
         critic=Critic(hidden, cfg.hidden_layer_norm, **torso),
-        actor_tx=_optimizer(learning_rate(cfg.actor_lr, cfg, num_updates), cfg),
-        critic_tx=_optimizer(learning_rate(cfg.critic_lr, cfg, num_updates), cfg),
         num_agents=env.num_agents,
         obs_dim=env.obs_dim,
         mask_dim=env.mask_dim,
         action_spec=env.action_spec,
         share_params=cfg.share_params,
+        anneal_lr=cfg.anneal_lr,
+        num_updates=num_updates,
+        steps_per_update=cfg.num_epochs * cfg.num_minibatches,
     )
 
 
-def _init_one(agents: Agents, key: Array) -> AgentState:
+class _Placeholder(NamedTuple):
+    """Optimiser numbers for building initial states, whose structure and values
+    (Adam's zero moments, a zero count) do not depend on them."""
+
+    actor_lr: float = 1.0
+    critic_lr: float = 1.0
+    adam_eps: float = 1.0
+    max_grad_norm: float = 1.0
+
+
+def _init_one(agents: Agents, key: Array, init_log_std: Any) -> AgentState:
     actor_key, critic_key = jax.random.split(key)
     obs = jnp.zeros((agents.obs_dim,), jnp.float32)
     avail = jnp.ones((agents.mask_dim,), bool)
-    params = {
-        "actor": agents.actor.init(actor_key, obs, avail),
-        "critic": agents.critic.init(critic_key, obs),
-    }
+    actor = agents.actor.init(actor_key, obs, avail)
+    if "log_std" in actor.get("params", {}):  # Gaussian policies: the run's initial log-std
+        actor = {**actor, "params": {**actor["params"],
+                                     "log_std": actor["params"]["log_std"] + init_log_std}}
+    params = {"actor": actor, "critic": agents.critic.init(critic_key, obs)}
+    actor_tx, critic_tx = optimizers(agents, _Placeholder())
     opt_state = {
-        "actor": agents.actor_tx.init(params["actor"]),
-        "critic": agents.critic_tx.init(params["critic"]),
+        "actor": actor_tx.init(params["actor"]),
+        "critic": critic_tx.init(params["critic"]),
     }
     return AgentState(params, opt_state)
 
 
-def init_agents(agents: Agents, key: Array) -> AgentState:
-    """Initialise N independent agents (``vmap`` over N keys) or one shared set."""
+def init_agents(agents: Agents, key: Array, init_log_std: Any = 0.0) -> AgentState:
+    """Initialise N independent agents (``vmap`` over N keys) or one shared set;
+    ``init_log_std`` (may be traced) is the Gaussian policy's initial log-std."""
     if agents.share_params:
-        return _init_one(agents, key)
-    return jax.vmap(lambda k: _init_one(agents, k))(
+        return _init_one(agents, key, init_log_std)
+    return jax.vmap(lambda k: _init_one(agents, k, init_log_std))(
         jax.random.split(key, agents.num_agents)
     )
 
@@ -145,12 +185,15 @@ def values(agents: Agents, params: Params, obs: Array) -> Array:
     return out
 
 
-def apply_gradients(agents: Agents, state: AgentState, grads: Params) -> AgentState:
-    """One optimiser step: per agent (vmap) unless parameters are shared."""
+def apply_gradients(agents: Agents, state: AgentState, grads: Params,
+                    numbers: OptimizerNumbers) -> AgentState:
+    """One optimiser step (:func:`optimizers` with the run's ``numbers``): per agent
+    (vmap) unless parameters are shared."""
+    actor_tx, critic_tx = optimizers(agents, numbers)
 
     def one(params: Params, opt_state: Params, grad: Params) -> AgentState:
         new_params, new_opt = {}, {}
-        for part, tx in (("actor", agents.actor_tx), ("critic", agents.critic_tx)):
+        for part, tx in (("actor", actor_tx), ("critic", critic_tx)):
             updates, new_opt[part] = tx.update(grad[part], opt_state[part], params[part])
             new_params[part] = optax.apply_updates(params[part], updates)
         return AgentState(new_params, new_opt)

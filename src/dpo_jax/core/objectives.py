@@ -48,7 +48,15 @@ Array = jax.Array
 
 
 class ObjectiveParams(NamedTuple):
-    """Numeric description of one objective-family member and its beta rule.
+    """A run's numbers: the objective-family member, its beta rule, and every other
+    numeric hyperparameter (``config.SWEEPABLE_FIELDS``), as traced data of the
+    compiled program, so that runs with different values share one program.
+
+    The first ten fields select the member and eq. 20's rule; the rest are the
+    ``TrainConfig`` fields of the same names (optimiser, losses, GAE, value
+    normalisation, beta bounds, the sqrt's epsilon, the Gaussian policy's initial
+    log-std). ``value_clip`` and ``huber_delta`` are 0 where the config's value is
+    ``None`` (off: the program then has no clip / Huber loss and ignores them).
 
     All fields are float32 scalars (or arrays with a leading sweep axis when
     ``vmap``-ed); build them with :func:`objective_params`. A NamedTuple cannot
@@ -69,31 +77,72 @@ class ObjectiveParams(NamedTuple):
     omega: Array
     init_beta_sqrt: Array
     init_beta_kl: Array
+    beta_min: Array
+    beta_max: Array
+    kl_sqrt_eps: Array
+    entropy_coef: Array
+    value_coef: Array
+    value_clip: Array
+    huber_delta: Array
+    value_norm_beta: Array
+    adv_norm_eps: Array
+    gamma: Array
+    gae_lambda: Array
+    actor_lr: Array
+    critic_lr: Array
+    adam_eps: Array
+    max_grad_norm: Array
+    init_log_std: Array
 
 
-# field -> (lower bound, lower bound inclusive, upper bound or None, what is expected)
-_BOUNDS: dict[str, tuple[float, bool, float | None, str]] = {
-    "use_clip": (0.0, True, 1.0, "a number in [0, 1] (a switch)"),
-    "sqrt_on": (0.0, True, 1.0, "a number in [0, 1] (a switch)"),
-    "kl_on": (0.0, True, 1.0, "a number in [0, 1] (a switch)"),
-    "clip_eps": (0.0, False, None, "a finite number > 0"),
-    "adv_scale": (0.0, False, None, "a finite number > 0"),
-    "d_target": (0.0, False, None, "a finite number > 0"),
-    "delta": (1.0, False, None, "a finite number > 1 (eq. 20's band)"),
-    "omega": (1.0, False, None, "a finite number > 1 (eq. 20's factor)"),
-    "init_beta_sqrt": (0.0, False, None, "a finite number > 0"),
-    "init_beta_kl": (0.0, False, None, "a finite number > 0"),
+OBJECTIVE_FIELDS = ObjectiveParams._fields[:10]
+"""The fields that select the objective-family member and eq. 20's rule."""
+
+HYPERPARAMETER_FIELDS = ObjectiveParams._fields[10:]
+"""The fields that carry ``TrainConfig``'s other numeric hyperparameters."""
+
+_INF = float("inf")
+
+# field -> (lower bound, lower bound inclusive, upper bound, upper bound inclusive,
+# what is expected)
+_BOUNDS: dict[str, tuple[float, bool, float, bool, str]] = {
+    "use_clip": (0.0, True, 1.0, True, "a number in [0, 1] (a switch)"),
+    "sqrt_on": (0.0, True, 1.0, True, "a number in [0, 1] (a switch)"),
+    "kl_on": (0.0, True, 1.0, True, "a number in [0, 1] (a switch)"),
+    "clip_eps": (0.0, False, _INF, True, "a finite number > 0"),
+    "adv_scale": (0.0, False, _INF, True, "a finite number > 0"),
+    "d_target": (0.0, False, _INF, True, "a finite number > 0"),
+    "delta": (1.0, False, _INF, True, "a finite number > 1 (eq. 20's band)"),
+    "omega": (1.0, False, _INF, True, "a finite number > 1 (eq. 20's factor)"),
+    "init_beta_sqrt": (0.0, False, _INF, True, "a finite number > 0"),
+    "init_beta_kl": (0.0, False, _INF, True, "a finite number > 0"),
+    "beta_min": (0.0, False, _INF, True, "a finite number > 0"),
+    "beta_max": (0.0, False, _INF, True, "a finite number > beta_min"),
+    "kl_sqrt_eps": (0.0, True, _INF, True, "a finite number >= 0"),
+    "entropy_coef": (0.0, True, _INF, True, "a finite number >= 0"),
+    "value_coef": (0.0, False, _INF, True, "a finite number > 0"),
+    "value_clip": (0.0, True, _INF, True,
+                   "a finite number > 0 (0: off, where the config's value_clip is None)"),
+    "huber_delta": (0.0, True, _INF, True,
+                    "a finite number > 0 (0: off, where the config's huber_delta is None)"),
+    "value_norm_beta": (0.0, False, 1.0, False, "a number in (0, 1)"),
+    "adv_norm_eps": (0.0, False, _INF, True, "a finite number > 0"),
+    "gamma": (0.0, False, 1.0, True, "a number in (0, 1]"),
+    "gae_lambda": (0.0, True, 1.0, True, "a number in [0, 1]"),
+    "actor_lr": (0.0, False, _INF, True, "a finite number > 0"),
+    "critic_lr": (0.0, False, _INF, True, "a finite number > 0"),
+    "adam_eps": (0.0, False, _INF, True, "a finite number > 0"),
+    "max_grad_norm": (0.0, False, _INF, True, "a finite number > 0"),
+    "init_log_std": (-_INF, False, _INF, False, "a finite number"),
 }
 
 
 def _field_ok(value: Array, field: str):
     """Elementwise validity of one field (numpy or jnp, whichever ``value`` is)."""
     xp = np if isinstance(value, np.ndarray) else jnp
-    low, inclusive, high, _ = _BOUNDS[field]
-    ok = xp.isfinite(value) & ((value >= low) if inclusive else (value > low))
-    if high is not None:
-        ok = ok & (value <= high)
-    return ok
+    low, low_in, high, high_in, _ = _BOUNDS[field]
+    ok = xp.isfinite(value) & ((value >= low) if low_in else (value > low))
+    return ok & ((value <= high) if high_in else (value < high))
 
 
 def _is_traced(tree: object) -> bool:
@@ -133,19 +182,38 @@ def validate_objective_params(obj: "ObjectiveParams", num_agents: Optional[int] 
                        if field in PER_AGENT_FIELDS else " (one value per run)"))
     for field in ObjectiveParams._fields:
         value = np.asarray(getattr(obj, field), dtype=np.float64)
-        bad = np.argwhere(~_field_ok(np.atleast_1d(value), field))
+        ok = _field_ok(np.atleast_1d(value), field)
+        if field == "beta_max":
+            ok = ok & (np.atleast_1d(value) > np.atleast_1d(
+                np.asarray(obj.beta_min, np.float64)))
+        bad = np.argwhere(~ok)
         if len(bad):
             where = f" at sweep index {tuple(int(i) for i in bad[0])}" if value.ndim else ""
             shown = np.atleast_1d(value)[tuple(bad[0])]
             raise ValueError(f"ObjectiveParams.{field}={float(shown)!r}{where} is invalid: "
-                             f"expected {_BOUNDS[field][3]}")
+                             f"expected {_BOUNDS[field][4]}")
     return obj
+
+
+def check_switched_on(obj: "ObjectiveParams", cfg: TrainConfig) -> None:
+    """``ValueError`` when ``obj`` (concrete) turns off a loss term the config's
+    program has: ``value_clip`` / ``huber_delta`` of 0 where the config's value is a
+    number (0 stands for the config's ``None`` only)."""
+    if _is_traced(obj):
+        return
+    for field in ("value_clip", "huber_delta"):
+        values = np.asarray(getattr(obj, field), np.float64)
+        if getattr(cfg, field) is not None and np.any(values <= 0):
+            raise ValueError(f"ObjectiveParams.{field}=0 switches the term off, but the "
+                             f"config's {field}={getattr(cfg, field)!r} compiled it in: "
+                             f"give a number > 0, or set {field}=None in the config")
 
 
 def objective_params_ok(obj: "ObjectiveParams") -> Array:
     """``[]`` bool, inside the program: every field of ``obj`` is valid."""
     return jnp.all(jnp.stack([jnp.all(_field_ok(getattr(obj, f), f))
-                              for f in ObjectiveParams._fields]))
+                              for f in ObjectiveParams._fields]
+                             + [jnp.all(obj.beta_max > obj.beta_min)]))
 
 
 _SWITCHES: dict[str, tuple[float, float, float, bool]] = {
@@ -183,15 +251,19 @@ def objective_params(
         use_clip=use_clip, clip_eps=cfg.clip_eps, sqrt_on=sqrt_on, kl_on=kl_on,
         adv_scale=adv_scale, d_target=cfg.d_target, delta=cfg.delta, omega=cfg.omega,
         init_beta_sqrt=cfg.init_beta_sqrt, init_beta_kl=cfg.init_beta_kl,
+        **{f: (0.0 if getattr(cfg, f) is None else getattr(cfg, f))
+           for f in HYPERPARAMETER_FIELDS},
     )
     values.update(overrides)
-    obj = ObjectiveParams(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+    obj = ObjectiveParams(**{k: np.asarray(v, np.float32) for k, v in values.items()})
     return validate_objective_params(obj)
 
 
 def stack_params(params: list[ObjectiveParams]) -> ObjectiveParams:
     """Stack several members along a new leading axis, for ``vmap`` sweeps."""
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *params)
+    if _is_traced(params):
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *params)
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *params)
 
 
 def masked_mean(x: Array, weights: Array | None = None,
@@ -346,7 +418,8 @@ def adapt_betas(
       kl: ``[N]`` mean KL(pi_old^i || pi_new^i) over the update's whole batch.
       sqrt_kl: ``[N]`` mean sqrt(KL) over the batch (used by the code's rule).
 
-    ``cfg.shared_betas`` replaces the statistics by their mean over agents;
+    The bounds are ``obj.beta_min`` / ``obj.beta_max``. ``cfg.shared_betas``
+    replaces the statistics by their mean over agents;
     ``cfg.beta_sqrt_rule == "sqrt_kl"`` adapts beta_1 with ``sqrt_kl`` against
     ``sqrt(d_target)`` (reference code) instead of ``kl`` against ``d_target``.
     """
@@ -354,10 +427,10 @@ def adapt_betas(
     if cfg.shared_betas:
         kl = jnp.broadcast_to(kl.mean(), kl.shape)
         sqrt_kl = jnp.broadcast_to(sqrt_kl.mean(), sqrt_kl.shape)
-    new_kl = adapt_beta(beta_kl, kl, obj.d_target, obj, cfg.beta_min, cfg.beta_max)
+    new_kl = adapt_beta(beta_kl, kl, obj.d_target, obj, obj.beta_min, obj.beta_max)
     if cfg.beta_sqrt_rule == "sqrt_kl":
         new_sqrt = adapt_beta(beta_sqrt, sqrt_kl, jnp.sqrt(obj.d_target), obj,
-                              cfg.beta_min, cfg.beta_max)
+                              obj.beta_min, obj.beta_max)
     else:
-        new_sqrt = adapt_beta(beta_sqrt, kl, obj.d_target, obj, cfg.beta_min, cfg.beta_max)
+        new_sqrt = adapt_beta(beta_sqrt, kl, obj.d_target, obj, obj.beta_min, obj.beta_max)
     return new_sqrt, new_kl

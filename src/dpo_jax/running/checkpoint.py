@@ -233,7 +233,8 @@ def identity_diff(saved: Mapping[str, Any], now: Mapping[str, Any],
                   config_defaults: Optional[Mapping[str, Any]] = None) -> list[str]:
     """``field: saved X, now Y`` for every identity field that differs; config
     fields one by one. A config field the saved run lacks (a later version added it)
-    counts as its default (``config_defaults``), which keeps the earlier behaviour."""
+    counts as its default (``config_defaults``), which keeps the earlier behaviour;
+    an ``obj`` field it lacks is not compared (it carries a config field's value)."""
     saved, now = _jsonable(dict(saved)), _jsonable(dict(now))
     defaults = _jsonable(dict(config_defaults or {}))
     lines = []
@@ -245,6 +246,13 @@ def identity_diff(saved: Mapping[str, Any], now: Mapping[str, Any],
                 if fa != b.get(field, "<absent>"):
                     lines.append(f"config.{field}: saved {_short(fa)}, now "
                                  f"{_short(b.get(field, '<absent>'))}")
+        elif key == "obj" and isinstance(a, dict) and isinstance(b, dict):
+            # a field the saved run lacks (0.3.0 wrote the objective's ten) is one
+            # of the config's numbers, compared above
+            for field in sorted(set(a) | (set(b) if not a else set())):
+                if a.get(field, "<absent>") != b.get(field, "<absent>"):
+                    lines.append(f"obj.{field}: saved {_short(a.get(field, '<absent>'))}, "
+                                 f"now {_short(b.get(field, '<absent>'))}")
         elif a != b:
             lines.append(f"{key}: saved {_short(a)}, now {_short(b)}")
     return lines

@@ -2,6 +2,7 @@
 
     dpo-jax train mpe_spread --preset cpu --algos dpo ippo --seeds 5
     dpo-jax train smax_3m --preset cpu --algos dpo --d-targets 0.005 0.02 0.08
+    dpo-jax train mpe_spread --preset cpu --sweep actor_lr=1e-4,3e-4 --sweep entropy_coef=0,0.01
     dpo-jax train mpe_spread --preset cpu --resume --out runs/mpe_spread   # continue a stopped job
     dpo-jax eval runs/mpe_spread --episodes 64 --render
     dpo-jax plot runs/mpe_spread runs/mpe_line --to runs/stats
@@ -58,7 +59,14 @@ JOB_FLAGS: list[tuple[str, Any, Any, str]] = [
      "the config flags' defaults: paper (Table 2, the family's d_target), cpu (16 envs x "
      "128 steps, 4 epochs x 4 minibatches, 64 units), jaxmarl (JaxMARL's IPPO-FF MPE "
      "settings) or authors (the authors' PyTorch code)"),
-    ("seeds", int, 3, "runs per algorithm and d_target (vmapped)"),
+    ("seeds", int, 3, "runs per algorithm, d_target and sweep point (vmapped)"),
+    ("sweep", Annotated[tuple[str, ...], tyro.conf.UseAppendAction], (),
+     "FIELD=V1,V2,...: train these values of a numeric TrainConfig field in the same "
+     "program; repeat the flag for a grid, e.g. --sweep actor_lr=1e-4,3e-4 --sweep "
+     "entropy_coef=0,0.01 (docs/sweeps.md lists the sweepable fields)"),
+    ("sweep_file", Optional[pathlib.Path], None,
+     "a JSON file with the sweep: a list of points ([{\"actor_lr\": 1e-4}, ...]) or a "
+     "grid ({\"actor_lr\": [1e-4, 3e-4]}); instead of --sweep"),
     ("seed", int, 0, "base PRNG seed; the runs use jax.random.split(key(seed), seeds)"),
     ("out", Optional[pathlib.Path], None, "output folder; None: runs/<env>"),
     ("checkpoint_every", Optional[int], None,
@@ -123,6 +131,32 @@ def parse_train(argv: Sequence[str]) -> Any:
         raise UsageError(f"--preset {known.preset!r}: expected one of {PRESETS}")
     kind = _train_args_type(preset(known.preset, known.env or ""))
     return tyro.cli(kind, args=list(argv), prog="dpo-jax train")
+
+
+def sweep_argument(args: Any) -> Any:
+    """The sweep of ``--sweep`` (a grid) or ``--sweep-file`` (a JSON grid or list of
+    points), or ``None``; ``UsageError`` naming the flag when it does not parse."""
+    import json
+
+    from dpo_jax.running import sweeps
+
+    if args.sweep and args.sweep_file is not None:
+        raise UsageError("--sweep and --sweep-file: give the sweep one way")
+    if args.sweep_file is not None:
+        try:
+            data = json.loads(pathlib.Path(args.sweep_file).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UsageError(f"--sweep-file {str(args.sweep_file)!r}: {err}") from None
+        if not isinstance(data, (dict, list)):
+            raise UsageError(f"--sweep-file {str(args.sweep_file)!r}: expected a JSON "
+                             f"object (a grid) or a list of points")
+        return data
+    if not args.sweep:
+        return None
+    try:
+        return sweeps.parse_cli(args.sweep)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 def train_config(args: Any) -> TrainConfig:
@@ -203,6 +237,7 @@ def train(args: Any, argv: Sequence[str] = ()) -> int:
 
     from dpo_jax import runtime
     from dpo_jax.parallel import distributed
+    from dpo_jax.running import sweeps
 
     for flag, value in (("--seeds", args.seeds), ("--checkpoint-every", args.checkpoint_every),
                         ("--stop-after", args.stop_after)):
@@ -219,6 +254,12 @@ def train(args: Any, argv: Sequence[str] = ()) -> int:
            for i, a in enumerate(argv)):
         raise UsageError("--out '': name a job folder (the current directory is not one)")
     cfg = train_config(args)
+    sweep = sweep_argument(args)
+    d_targets = args.d_targets
+    if sweep and "d_target" in sweeps.swept_fields(sweeps.points(sweep)):
+        if any(a == "--d-targets" or a.startswith("--d-targets=") for a in argv):
+            raise UsageError("--d-targets and a d_target sweep: give the values in one place")
+        d_targets = ()  # the sweep's
     env_kwargs = {**preset_env_kwargs(args.preset, args.env), **parse_env_args(args.env_arg)}
     try:
         runtime.parse_cpu_devices(args.cpu_devices, "--cpu-devices")
@@ -235,8 +276,8 @@ def train(args: Any, argv: Sequence[str] = ()) -> int:
     except ImportError as err:
         raise UsageError(f"--log: {err}") from None
     out = args.out or pathlib.Path("runs") / args.env
-    jobs.train(cfg, args.env, algos=args.algos, d_targets=args.d_targets,
-               seeds=args.seeds, seed=args.seed, env_kwargs=env_kwargs,
+    jobs.train(cfg, args.env, algos=args.algos, d_targets=d_targets,
+               seeds=args.seeds, seed=args.seed, sweep=sweep, env_kwargs=env_kwargs,
                progress=args.progress or False, out=out,
                checkpoint_every=args.checkpoint_every, resume=args.resume,
                stop_after=args.stop_after, log=args.log, shard=args.shard,

@@ -21,11 +21,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from dpo_jax.baselines import BaselineResult
-from dpo_jax.config import TrainConfig, is_int
-from dpo_jax.core.objectives import ObjectiveParams, stack_params, validate_objective_params
+from dpo_jax.config import TrainConfig, is_int, static_config
+from dpo_jax.core.objectives import (
+    ObjectiveParams,
+    check_switched_on,
+    objective_params,
+    stack_params,
+    validate_objective_params,
+)
 from dpo_jax.envs.base import MultiAgentEnv, validate_env
 from dpo_jax.parallel import sharding
-from dpo_jax.running import checkpoint
+from dpo_jax.running import checkpoint, program_cache
 from dpo_jax.running.loggers import Logger
 from dpo_jax.running.progress import DISCARD, ProgressPrinter, interval
 from dpo_jax.running.results import exact_env_steps
@@ -213,6 +219,11 @@ def run(
     or IQL / IDDPG (``IQLConfig``, ``IDDPGConfig`` or ``TrainConfig(algo="iql" |
     "iddpg")``), which take no ``obj``."""
     cfg, keys, num_runs = check_inputs(cfg, env, keys, obj)
+    described = _describe(keys, obj)
+    if isinstance(cfg, TrainConfig):
+        if obj is None:  # the numbers as data, so that other values reuse the program
+            obj = stack_params([objective_params(cfg, env.num_agents)] * num_runs)
+        check_switched_on(obj, cfg)
     placement = place(cfg, env, keys, obj, num_runs, devices, shard, note)
     if checkpoint_dir is None and (resume or stop_after is not None
                                    or checkpoint_every is not None):
@@ -230,7 +241,7 @@ def run(
         plan = _checkpointing(n_updates, chunk_updates, progress, checkpoint_dir,
                               checkpoint_every, resume, stop_after, keep_checkpoints)
         return _ChunkedRun(cfg, env, placement, num_runs, printer, plan, loggers,
-                           labels, _describe(keys, obj)).run()
+                           labels, described).run()
     finally:
         if printer is not None:
             printer.close()
@@ -305,13 +316,18 @@ def _unused_betas_as_nan(rows: dict[str, np.ndarray], described: Mapping[str, An
 def _run_whole(cfg: AnyConfig, env: MultiAgentEnv, placement: Placement, num_runs: int,
                labels: Optional[list]) -> RunOutput:
     """``run`` in one compiled call (no chunks)."""
-    train = make_train(cfg, env, env_constraint=placement.constrain)
-    if len(placement.in_axes) == 3:
-        vmapped = jax.vmap(train, in_axes=placement.in_axes)
-    else:
-        vmapped = jax.vmap(lambda k, o: train(k, o), in_axes=placement.in_axes)
+    def compile_whole() -> Any:
+        train = make_train(cfg, env, env_constraint=placement.constrain)
+        if len(placement.in_axes) == 3:
+            vmapped = jax.vmap(train, in_axes=placement.in_axes)
+        else:
+            vmapped = jax.vmap(lambda k, o: train(k, o), in_axes=placement.in_axes)
+        return jax.jit(vmapped).lower(*placement.args).compile()
+
     t0 = time.perf_counter()
-    compiled = jax.jit(vmapped).lower(*placement.args).compile()
+    compiled, _ = program_cache.compiled(
+        _program_key("whole", cfg, env, placement, num_updates(cfg, env)), env,
+        compile_whole)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     result = jax.block_until_ready(compiled(*placement.args))
@@ -321,6 +337,18 @@ def _run_whole(cfg: AnyConfig, env: MultiAgentEnv, placement: Placement, num_run
     if cfg.nan_policy == "raise":
         faults.check_metrics(metrics, 0, labels)
     return _output(result, metrics, compile_s, run_s, 0)
+
+
+def _program_key(kind: str, cfg: AnyConfig, env: MultiAgentEnv, placement: Placement,
+                 updates: int) -> tuple:
+    """What a compiled program of ``run`` depends on (``program_cache``): its kind,
+    the static config (numbers are data for the policy-gradient family; a baseline's
+    config is compiled in whole), the env, the updates per call, the layout and the
+    arguments' signature."""
+    static = static_config(cfg) if isinstance(cfg, TrainConfig) else cfg
+    return (kind, static, program_cache.env_key(env), updates, placement.shard,
+            tuple(placement.devices), placement.in_axes,
+            program_cache.signature(placement.args))
 
 
 def _output(result: Any, metrics: dict[str, np.ndarray], compile_s: float, run_s: float,
@@ -362,10 +390,16 @@ class _ChunkedRun:
         time of both."""
         args, in_axes = self.placement.args, self.placement.in_axes
         t0 = time.perf_counter()
-        state = jax.jit(jax.vmap(self.trainer.init, in_axes=in_axes)
-                        ).lower(*args).compile()(*args)
-        program = jax.jit(jax.vmap(self.trainer.run, in_axes=(0, None) + in_axes[1:])
-                          ).lower(state, jnp.int32(0), *args[1:]).compile()
+        init, _ = program_cache.compiled(
+            _program_key("init", self.cfg, self.env, self.placement, self.plan.chunk),
+            self.env, lambda: jax.jit(jax.vmap(self.trainer.init, in_axes=in_axes)
+                                      ).lower(*args).compile())
+        state = init(*args)
+        program, _ = program_cache.compiled(
+            _program_key("run", self.cfg, self.env, self.placement, self.plan.chunk),
+            self.env, lambda: jax.jit(jax.vmap(self.trainer.run,
+                                               in_axes=(0, None) + in_axes[1:])
+                                      ).lower(state, jnp.int32(0), *args[1:]).compile())
         return state, program, time.perf_counter() - t0
 
     def _resume(self, state: Any, like: Mapping[str, Any]

@@ -28,7 +28,7 @@ import numpy as np
 from dpo_jax.config import TrainConfig
 from dpo_jax.envs import make_env
 from dpo_jax.envs.base import MultiAgentEnv
-from dpo_jax.running import experiments, loggers, runspec
+from dpo_jax.running import experiments, loggers, program_cache, runspec, sweeps
 from dpo_jax.running.lock import folder_lock
 from dpo_jax.running.plots import plot_curves
 from dpo_jax.running.results import metrics_frame, save_json, summarize_final
@@ -111,19 +111,24 @@ class Results:
         return pd.concat(frames, ignore_index=True)
 
     def summary(self, metric: str = "episode_return", last_fraction: float = 0.1) -> Any:
-        """One row per entry: the mean over runs of each run's mean over the last
-        ``last_fraction`` of updates, its 95% CI half-width, the runs, and the
-        random policy's return; led by the exact J/J* (``optimality_ratio``) where
-        the env knows it (the stochastic games)."""
+        """One row per entry: its swept values (a column per swept field), the mean
+        over runs of each run's mean over the last ``last_fraction`` of updates, its
+        95% CI half-width, the runs, and the random policy's return; led by the exact
+        J/J* (``optimality_ratio``) where the env knows it (the stochastic games)."""
         import pandas as pd
 
         rows = []
         exact = ({} if metric != "episode_return" or not any(
             "optimality_ratio" in m for m in self.metrics.values())
             else self.curves("optimality_ratio"))
+        found = self.entries()
         for entry, (steps, values) in self.curves(metric).items():
             mean, ci = summarize_final(values, last_fraction)
-            row = {"entry": entry}
+            program, runs = found[entry]
+            columns = (["d_target"] if runspec.varies_d_target(self.spec) else []) + \
+                runspec.swept(self.spec)
+            row = {"entry": entry, **{field: self.labels[program][runs[0]].get(field)
+                                      for field in columns}}
             if entry in exact:  # the exact J/J* leads where the env knows it
                 rmean, rci = summarize_final(exact[entry][1], last_fraction)
                 row.update(final_optimality_ratio=rmean, optimality_ratio_ci95=rci)
@@ -175,6 +180,7 @@ def train(
     d_targets: Sequence[float] = (),
     seeds: int = 3,
     seed: int = 0,
+    sweep: Optional[sweeps.Sweep] = None,
     env_kwargs: Optional[Mapping[str, Any]] = None,
     progress: bool | int = True,
     out: Optional[str | pathlib.Path] = None,
@@ -200,6 +206,12 @@ def train(
       seeds: runs per entry, from ``jax.random.split(key(seed), seeds)`` (the same
         keys for every entry).
       seed: the seed of those keys.
+      sweep: hyperparameter values to train in the same program
+        (``running.sweeps``): a grid ``{"actor_lr": [1e-4, 3e-4], "entropy_coef":
+        [0, 0.01]}`` or a list of points ``[{"actor_lr": 1e-4}, ...]`` (fields left
+        out keep the config's value; ``sweeps.random_points`` draws them). Any of
+        ``config.SWEEPABLE_FIELDS``; every point x algorithm x seed is one run of
+        the one program, labelled with the point's values.
       env_kwargs: keyword arguments of the env when ``env`` is a name (recorded in
         the job folder, e.g. ``{"num_agents": 3}``).
       progress: False, True (every update) or an interval in updates; a bar on a
@@ -223,7 +235,9 @@ def train(
     report = report or _report_default(progress)
     env_kwargs = dict(env_kwargs or {})
     if isinstance(env, str):
-        env_name, env = env, make_env(env, **env_kwargs)
+        env_name = env
+        env = program_cache.cached_env(env_name, env_kwargs,
+                                       lambda: make_env(env_name, **env_kwargs))
     elif out is not None:
         raise ValueError("train(out=...) records the env by name so that the job can be "
                          "resumed and evaluated: pass env as a registered name (and "
@@ -231,7 +245,8 @@ def train(
     else:
         env_name = env.name
     spec = RunSpec(env=env_name, env_kwargs=env_kwargs, config=config,
-                   algos=tuple(algos), d_targets=tuple(d_targets), seeds=seeds, seed=seed)
+                   algos=tuple(algos), d_targets=tuple(d_targets), seeds=seeds, seed=seed,
+                   sweep=tuple(sweeps.points(sweep)))
     if log and out is None:
         raise ValueError(f"log={list(log)} writes into a job folder: pass out=...")
     for name, value in (("stop_after", stop_after), ("resume", resume or None)):
@@ -304,8 +319,7 @@ def _train(spec: RunSpec, env: MultiAgentEnv, programs: list[Program],
     report(f"device: {jax.device_count()} x {jax.devices()[0].device_kind} "
            f"({jax.default_backend()})")
     report(f"env: {env}")
-    random_return = float(jax.jit(lambda k: random_policy_return(env, k, num_envs=256))(
-        jax.random.key(spec.seed + 1))["episode_return"])
+    random_return = _random_return(env, spec.seed + 1)
     report(f"uniform random policy: mean episode return {random_return:.3f}")
     results = Results(spec, env, {}, {}, {}, random_return, out)
     summary: dict[str, Any] = {**provenance(command), "env": spec.env,
@@ -330,6 +344,25 @@ def _train(spec: RunSpec, env: MultiAgentEnv, programs: list[Program],
             results.plot(path=out / "learning_curve.png")
         save_json(out / "summary.json", summary)
     return results
+
+
+def _random_return(env: MultiAgentEnv, seed: int) -> float:
+    """The uniformly random policy's mean episode return over 256 envs (its program
+    kept in ``program_cache`` with the training programs)."""
+    def compile_fn() -> Any:
+        key = jax.random.key(seed)
+        if experiments.env_is_pytree(env):
+            fn = jax.jit(lambda k, e: random_policy_return(e, k, num_envs=256))
+            return fn.lower(key, env).compile()
+        return jax.jit(lambda k: random_policy_return(env, k, num_envs=256)).lower(key).compile()
+
+    program, _ = program_cache.compiled(("random_return", program_cache.env_key(env),
+                                         program_cache.signature(env)
+                                         if experiments.env_is_pytree(env) else None),
+                                        env, compile_fn)
+    args = (jax.random.key(seed), env) if experiments.env_is_pytree(env) else (
+        jax.random.key(seed),)
+    return float(program(*args)["episode_return"])
 
 
 def _train_program(program: Program, results: Results, summary: dict, out: Optional[pathlib.Path],
@@ -409,16 +442,18 @@ def load(out: str | pathlib.Path) -> Results:
         if not path.exists():
             continue
         rows = read_jsonl(path)
-        results.metrics[program.name] = _rows_to_metrics(rows, len(program.labels))
+        results.metrics[program.name] = _rows_to_metrics(rows, len(program.labels),
+                                                         runspec.label_keys(spec))
         results.labels[program.name] = program.labels
     return results
 
 
-def _rows_to_metrics(rows: list[dict], num_runs: int) -> dict[str, np.ndarray]:
-    """``metrics.jsonl`` rows back to ``[runs, updates, ...]`` arrays (null as NaN)."""
+def _rows_to_metrics(rows: list[dict], num_runs: int, label_keys: Sequence[str]
+                     ) -> dict[str, np.ndarray]:
+    """``metrics.jsonl`` rows back to ``[runs, updates, ...]`` arrays (null as NaN);
+    ``label_keys`` are the columns that label runs, not metrics."""
     updates = 1 + max((r["update"] for r in rows), default=-1)
-    names = [k for k in rows[0] if k not in ("run", "algo", "d_target", "seed", "update")] \
-        if rows else []
+    names = [k for k in rows[0] if k not in (*label_keys, "update")] if rows else []
     metrics: dict[str, np.ndarray] = {}
     for name in names:
         sample = np.asarray(rows[0][name] if rows[0][name] is not None else np.nan,

@@ -43,7 +43,8 @@ SKIPPED = ("update",)  # the row index itself
 
 
 def run_name(labels: Labels) -> str:
-    """A file-safe name of one run from its labels, e.g. ``dpo_d0p01_s0``."""
+    """A file-safe name of one run from its labels, e.g. ``dpo_d0p01_s0`` or, with
+    a swept field, ``dpo_actor_lr0p0003_s0``."""
     parts = []
     for key, value in labels.items():
         if value is None:
@@ -52,6 +53,8 @@ def run_name(labels: Labels) -> str:
             parts.append(f"s{value}")
         elif key == "d_target":  # no dot: the name is also a file stem
             parts.append(f"d{value:g}".replace(".", "p"))
+        elif isinstance(value, float):  # a swept field: its name and value, no dot
+            parts.append(f"{key}{value:g}".replace(".", "p").replace("+", ""))
         else:
             parts.append(str(value))
     return "_".join(parts) or "run"

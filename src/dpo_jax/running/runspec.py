@@ -5,11 +5,12 @@ eval`` and ``dpo-jax plot`` read it back, and :func:`plan` rebuilds from it exac
 the env, config, keys and objective parameters the training used (so a saved
 checkpoint can be restored into a state of the right shape).
 
-Sweep layout: the policy-gradient members of ``algos`` x ``d_targets`` x
-``seeds`` train as ONE compiled program (the algorithm and ``d_target`` are data,
-``ObjectiveParams``); IPPO does not use ``d_target`` and gets one entry whatever
-``d_targets`` holds. Every entry reuses the same ``seeds`` keys (common random
-numbers across algorithms). IQL / IDDPG, each its own program, run after it with
+Sweep layout: the policy-gradient members of ``algos`` x ``d_targets`` x the
+``sweep`` points x ``seeds`` train as ONE compiled program (the algorithm and every
+numeric hyperparameter are data, ``ObjectiveParams``); a member trains once per
+distinct point of the fields it uses (IPPO does not use ``d_target`` and gets one
+entry whatever ``d_targets`` holds; ``running.sweeps.UNUSED_BY``). Every entry
+reuses the same ``seeds`` keys (common random numbers across algorithms). IQL / IDDPG, each its own program, run after it with
 the config fields they take over (``baseline_config``).
 """
 
@@ -27,10 +28,11 @@ from dpo_jax.config import ALGORITHMS, BASELINE_ALGORITHMS, TrainConfig
 from dpo_jax.envs import make_env
 from dpo_jax.envs.base import MultiAgentEnv
 from dpo_jax.core.objectives import ObjectiveParams, objective_params, stack_params
+from dpo_jax.running import sweeps
 from dpo_jax.running.checkpoint import identity_diff
 
 SPEC_FILE = "spec.json"
-JOB_FORMAT = 3
+JOB_FORMAT = 4
 """The job folder format this version writes (``spec.json``'s ``format``):
 
 - 1: dpo-jax 0.1.0, checkpoints without manifests (not read: finish such a job with
@@ -38,12 +40,16 @@ JOB_FORMAT = 3
 - 2: dpo-jax 0.2.0, ``spec.json`` without a format, manifests and metrics in
   sub-folders (read, upgraded in memory: config fields it lacks take their defaults,
   which keep 0.2.0's behaviour, and an empty ``d_targets`` means the config's);
-- 3: this version: ``spec.json`` records its format and the version that wrote it,
-  ``run.json`` its identity apart from its device layouts, manifests digest every
-  state file.
+- 3: dpo-jax 0.3.0: ``spec.json`` records its format and the version that wrote
+  it, ``run.json`` its identity apart from its device layouts, manifests digest
+  every state file (read: ``run.json``'s objective parameters lack the fields 0.4.0
+  added, which its config fields give);
+- 4: this version: ``spec.json`` holds the job's ``sweep`` points (a 0.3.0 reader
+  would ignore them and train another job, so it refuses format 4), and each run's
+  objective parameters carry every numeric hyperparameter.
 """
-READ_FORMATS = (2, 3)
-FORMAT_VERSIONS = {1: "0.1.0", 2: "0.2.0"}
+READ_FORMATS = (2, 3, 4)
+FORMAT_VERSIONS = {1: "0.1.0", 2: "0.2.0", 3: "0.3.0"}
 
 
 class JobFormatError(ValueError):
@@ -99,7 +105,9 @@ USES_D_TARGET = ("dpo", "ippo_kl", "dpo_no_sqrt", "dpo_no_kl")
 class RunSpec:
     """One training job: ``env`` (a registered name) built with ``env_kwargs``,
     ``config`` (its ``algo`` and ``d_target`` are the defaults of ``algos`` and
-    ``d_targets``), ``seeds`` runs per entry from base seed ``seed``."""
+    ``d_targets``), ``sweep`` points (``running.sweeps``: dicts of sweepable field ->
+    value, each overriding the config), ``seeds`` runs per entry from base seed
+    ``seed``."""
 
     env: str
     env_kwargs: Mapping[str, Any]
@@ -108,6 +116,7 @@ class RunSpec:
     d_targets: tuple[float, ...] = ()
     seeds: int = 1
     seed: int = 0
+    sweep: tuple[Mapping[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         algos = self.algos or (self.config.algo,)
@@ -121,24 +130,37 @@ class RunSpec:
             raise ValueError(f"seeds={self.seeds!r}: expected an int >= 1")
         for d in self.d_targets:
             TrainConfig(d_target=d)  # the config's own check, with its message
+        pts = sweeps.check_points(self.config, sweeps.points(self.sweep))
+        if pts and "d_target" in sweeps.swept_fields(pts) and self.d_targets:
+            raise ValueError("d_target is both in d_targets and in the sweep: give its "
+                             "values in one place")
+        baselines = [a for a in algos if a in BASELINE_ALGORITHMS]
+        if pts and baselines:
+            raise ValueError(f"a sweep trains the policy-gradient family in one program; "
+                             f"{', '.join(baselines)} take the config's values: train "
+                             f"them in a job without a sweep")
+        object.__setattr__(self, "sweep", pts)
         object.__setattr__(self, "algos", tuple(algos))
-        # no d_targets means the config's one (0.1.0 job folders record [])
+        # no d_targets means the config's one (0.1.0 job folders record []), or the
+        # sweep's values when it sets d_target
+        swept_d = bool(pts) and "d_target" in sweeps.swept_fields(pts)
         object.__setattr__(self, "d_targets", tuple(float(d) for d in self.d_targets)
-                           or (float(self.config.d_target),))
+                           or (() if swept_d else (float(self.config.d_target),)))
         object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (``from_json`` reads it back)."""
         return {"env": self.env, "env_kwargs": dict(self.env_kwargs),
                 "config": dataclasses.asdict(self.config), "algos": list(self.algos),
-                "d_targets": list(self.d_targets), "seeds": self.seeds, "seed": self.seed}
+                "d_targets": list(self.d_targets), "seeds": self.seeds, "seed": self.seed,
+                "sweep": [dict(p) for p in self.sweep]}
 
     @staticmethod
     def from_json(data: Mapping[str, Any]) -> "RunSpec":
         return RunSpec(env=data["env"], env_kwargs=data["env_kwargs"],
                        config=TrainConfig(**data["config"]), algos=tuple(data["algos"]),
                        d_targets=tuple(data["d_targets"]), seeds=data["seeds"],
-                       seed=data["seed"])
+                       seed=data["seed"], sweep=tuple(data.get("sweep", ())))
 
     def save(self, out: str | pathlib.Path) -> pathlib.Path:
         """Write ``spec.json`` (format ``JOB_FORMAT``, with the version writing it)."""
@@ -200,32 +222,81 @@ class Program(NamedTuple):
     labels: list[dict[str, Any]]
 
 
-def entries(spec: RunSpec) -> list[tuple[str, Optional[float]]]:
-    """The sweep entries ``(algo, d_target)`` of the policy-gradient program; IPPO's
-    ``d_target`` is ``None`` (unused)."""
+class Entry(NamedTuple):
+    """One entry of the policy-gradient program: an algorithm, its ``d_target``
+    (``None`` where it uses none) and the sweep point's fields it uses."""
+
+    algo: str
+    d_target: Optional[float]
+    point: Mapping[str, float]
+
+
+def swept(spec: RunSpec) -> list[str]:
+    """The fields the job's sweep sets besides ``d_target`` (label columns)."""
+    return [f for f in sweeps.swept_fields(spec.sweep) if f != "d_target"]
+
+
+def entries(spec: RunSpec) -> list[Entry]:
+    """The entries of the policy-gradient program: ``algos`` x ``d_targets`` x the
+    sweep points, each algorithm once per distinct point of the fields it uses."""
     d_targets = spec.d_targets or (spec.config.d_target,)
-    out: list[tuple[str, Optional[float]]] = []
+    points = [dict(p) for p in spec.sweep] or [{}]
+    out: list[Entry] = []
     for algo in spec.algos:
         if algo in BASELINE_ALGORITHMS:
             continue
-        out += [(algo, d) for d in d_targets] if algo in USES_D_TARGET else [(algo, None)]
+        seen = set()
+        for d in d_targets:
+            for point in points:
+                used = sweeps.used_point(algo, point)
+                d_used = used.pop("d_target", d) if algo in USES_D_TARGET else None
+                key = (d_used, tuple(sorted(used.items())))
+                if key not in seen:
+                    seen.add(key)
+                    out.append(Entry(algo, d_used, used))
     return out
 
 
-def entry_name(spec: RunSpec, algo: str, d_target: Optional[float]) -> str:
-    """How results name a sweep entry: the algorithm, with ``d=<d_target>`` when
-    the job sweeps ``d_target`` (and the algorithm uses it)."""
-    if d_target is None or len(spec.d_targets) < 2:
-        return algo
-    return f"{algo} d={d_target:g}"
+def varies_d_target(spec: RunSpec) -> bool:
+    """Whether the job trains more than one ``d_target`` value."""
+    return len(spec.d_targets) > 1 or len(
+        {p["d_target"] for p in spec.sweep if "d_target" in p}) > 1
+
+
+def entry_name(spec: RunSpec, algo: str, d_target: Optional[float],
+               point: Optional[Mapping[str, Any]] = None) -> str:
+    """How results name an entry: the algorithm, with ``d=<d_target>`` when the job
+    varies ``d_target`` (and the algorithm uses it), then each swept field it uses as
+    ``field=value``."""
+    parts = [algo]
+    if d_target is not None and varies_d_target(spec):
+        parts.append(f"d={d_target:g}")
+    for field in swept(spec):
+        value = (point or {}).get(field)
+        if value is not None:
+            parts.append(f"{field}={value:g}")
+    return " ".join(parts)
 
 
 def entry_runs(spec: RunSpec, labels: list[Mapping[str, Any]]) -> dict[str, list[int]]:
-    """The run indices of each sweep entry (``entry_name``), in the labels' order."""
+    """The run indices of each entry (``entry_name``), in the labels' order."""
     groups: dict[str, list[int]] = {}
     for r, lab in enumerate(labels):
-        groups.setdefault(entry_name(spec, lab["algo"], lab["d_target"]), []).append(r)
+        name = entry_name(spec, lab["algo"], lab["d_target"], lab)
+        groups.setdefault(name, []).append(r)
     return groups
+
+
+def run_label(spec: RunSpec, entry: Entry, seed: int) -> dict[str, Any]:
+    """One run's labels: ``algo``, ``d_target``, each swept field (``None`` where
+    the algorithm ignores it), ``seed``."""
+    return {"algo": entry.algo, "d_target": entry.d_target,
+            **{f: entry.point.get(f) for f in swept(spec)}, "seed": seed}
+
+
+def label_keys(spec: RunSpec) -> tuple[str, ...]:
+    """The label columns of the job's runs (``run`` first, as the logs write them)."""
+    return ("run", "algo", "d_target", *swept(spec), "seed")
 
 
 def plan(spec: RunSpec, env: Optional[MultiAgentEnv] = None) -> list[Program]:
@@ -235,13 +306,16 @@ def plan(spec: RunSpec, env: Optional[MultiAgentEnv] = None) -> list[Program]:
     programs = []
     pg = entries(spec)
     if pg:
-        cfg = spec.config.replace(algo=pg[0][0])
-        obj = stack_params([
-            objective_params(cfg, env.num_agents, algo=a,
-                             **({} if d is None else {"d_target": d}))
-            for a, d in pg for _ in range(spec.seeds)])
-        labels = [{"algo": a, "d_target": d, "seed": s}
-                  for a, d in pg for s in range(spec.seeds)]
+        cfg = spec.config.replace(algo=pg[0].algo)
+        members = []
+        for entry in pg:
+            fields = dict(entry.point)
+            if entry.d_target is not None:
+                fields["d_target"] = entry.d_target
+            members.append(objective_params(cfg.replace(**fields), env.num_agents,
+                                            algo=entry.algo))
+        obj = stack_params([m for m in members for _ in range(spec.seeds)])
+        labels = [run_label(spec, entry, s) for entry in pg for s in range(spec.seeds)]
         programs.append(Program("pg", cfg, jax.numpy.concatenate([keys] * len(pg)), obj,
                                 labels))
     for algo in spec.algos:

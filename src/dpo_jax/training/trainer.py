@@ -52,7 +52,7 @@ from dpo_jax.baselines import (
 from dpo_jax.baselines.config import from_train_config
 from dpo_jax.training import faults
 from dpo_jax.training.chunks import Trainer, chunked_trainer, emit_progress
-from dpo_jax.config import BASELINE_ALGORITHMS, TrainConfig
+from dpo_jax.config import BASELINE_ALGORITHMS, TrainConfig, static_config
 from dpo_jax.envs.base import MultiAgentEnv, validate_env
 from dpo_jax.training.memory import check_memory
 from dpo_jax.core.networks import action_probs, distribution, kl_divergence
@@ -60,6 +60,7 @@ from dpo_jax.core.objectives import (
     ObjectiveParams,
     PolicyLossAux,
     adapt_betas,
+    check_switched_on,
     masked_mean,
     objective_params,
     objective_params_ok,
@@ -169,34 +170,37 @@ def rollout(
 
 def make_batch(
     agents: Agents, params: Any, traj: Transition, cfg: TrainConfig,
-    norm: ValueNormState,
+    norm: ValueNormState, obj: Optional[ObjectiveParams] = None,
 ) -> tuple[Batch, ValueNormState, Array]:
     """GAE per agent (bootstrapping truncated episodes from their final
     observation) in the env's units, the value-target statistics updated with
     this batch (``cfg.value_norm``), then time x envs flattened into one sample axis.
+    The numbers (``gamma``, ``gae_lambda``, ``value_norm_beta``, ``adv_norm_eps``)
+    are the run's ``obj`` (default: ``cfg``'s own); ``cfg`` gives the static choices.
 
     Returns the batch, the new statistics and the critic's explained variance
     ``[N]`` of the targets (``1 - Var(y - V) / Var(y)`` in env units, before the
     update: 1 is a perfect critic, 0 one no better than a constant).
     """
+    obj = objective_params(cfg, traj.obs.shape[-2]) if obj is None else obj
     next_values = agents_lib.values(agents, params, traj.step.next_obs)
     values = denormalize(norm, traj.value)
     terminal = traj.step.terminated if cfg.bootstrap_truncation else traj.step.done
     advantages, targets = gae(
         traj.step.reward, values, denormalize(norm, next_values),
         terminal[..., None], traj.step.done[..., None],
-        cfg.gamma, cfg.gae_lambda,
+        obj.gamma, obj.gae_lambda,
     )
     axes = (0, 1)
     explained = 1.0 - (targets - values).var(axes) / (targets.var(axes) + 1e-8)
     if cfg.value_norm:
-        norm = update_value_norm(norm, targets, cfg.value_norm_beta,
+        norm = update_value_norm(norm, targets, obj.value_norm_beta,
                                  shared=agents.share_params)
         targets = normalize(norm, targets)
     weight = None if traj.active is None else traj.active.astype(jnp.float32)
     if cfg.normalize_advantages:
         scope = axes if cfg.advantage_norm_scope == "agent" else (0, 1, 2)
-        advantages = standardize(advantages, weight, scope, cfg.adv_norm_eps)
+        advantages = standardize(advantages, weight, scope, obj.adv_norm_eps)
     flat = lambda x: None if x is None else x.reshape((-1,) + x.shape[2:])  # noqa: E731
     batch = Batch(
         obs=flat(traj.obs), avail=flat(traj.avail), action=flat(traj.action),
@@ -223,21 +227,24 @@ def agent_loss(
     params: Any, batch: Batch, beta_sqrt: Array, beta_kl: Array, obj: ObjectiveParams,
     agents: Agents, cfg: TrainConfig,
 ) -> tuple[Array, tuple[PolicyLossAux, Array]]:
-    """One agent's actor + critic loss on its samples (leaves ``[B, ...]``)."""
+    """One agent's actor + critic loss on its samples (leaves ``[B, ...]``): the
+    numbers from the run's ``obj``, the static choices from ``cfg``."""
     new_params = agents.actor.apply(params["actor"], batch.obs, batch.avail)
     dist = distribution(new_params, agents.action_spec)
     log_prob = dist.log_prob(batch.action)
     kl = kl_divergence(batch.dist_params, new_params, agents.action_spec)
     pi_loss, aux = policy_loss(
         log_prob, batch.log_prob, batch.advantage, kl, dist.entropy(), beta_sqrt,
-        beta_kl, obj, entropy_coef=cfg.entropy_coef, sqrt_kl_form=cfg.sqrt_kl_form,
-        kl_sqrt_eps=cfg.kl_sqrt_eps, kl_sqrt_eps_mode=cfg.kl_sqrt_eps_mode,
+        beta_kl, obj, entropy_coef=obj.entropy_coef, sqrt_kl_form=cfg.sqrt_kl_form,
+        kl_sqrt_eps=obj.kl_sqrt_eps, kl_sqrt_eps_mode=cfg.kl_sqrt_eps_mode,
         weights=batch.weight,
     )
     new_values = agents.critic.apply(params["critic"], batch.obs)
-    v_loss = value_loss(new_values, batch.value, batch.target, cfg.value_clip,
-                        cfg.huber_delta, weights=batch.weight)
-    return pi_loss + cfg.value_coef * v_loss, (aux, v_loss)
+    v_loss = value_loss(new_values, batch.value, batch.target,
+                        None if cfg.value_clip is None else obj.value_clip,
+                        None if cfg.huber_delta is None else obj.huber_delta,
+                        weights=batch.weight)
+    return pi_loss + obj.value_coef * v_loss, (aux, v_loss)
 
 
 def loss_and_grads(
@@ -337,7 +344,7 @@ def update_epochs(
                  "entropy": aux.entropy, "clip_frac": aux.clip_frac,
                  "grad_norm": _grad_norm(agents, grads), "minibatch_kl": aux.kl,
                  "minibatch_sqrt_kl": aux.sqrt_kl}
-        return agents_lib.apply_gradients(agents, state, grads), stats
+        return agents_lib.apply_gradients(agents, state, grads, obj), stats
 
     def epoch(state: AgentState, epoch_key: Array) -> tuple[AgentState, dict]:
         minibatches = epoch_minibatches(batch, epoch_key, cfg)
@@ -467,7 +474,8 @@ def pg_update(ctx: PGContext, state: TrainState, update_idx: Array, obj: Objecti
     params = state.agents.params
     env_batch, traj = rollout(env, agents, params, state.env_batch, rollout_key,
                               ctx.num_steps, cfg.active_masks, ctx.constrain)
-    batch, value_norm, explained = make_batch(agents, params, traj, cfg, state.value_norm)
+    batch, value_norm, explained = make_batch(agents, params, traj, cfg, state.value_norm,
+                                              obj)
     new_agents, stats = update_epochs(agents, state.agents, batch, state.beta_sqrt,
                                       state.beta_kl, obj, cfg, epoch_key, ctx.constrain)
     kl, sqrt_kl = batch_kl(agents, new_agents.params, batch)
@@ -509,7 +517,10 @@ def pg_update(ctx: PGContext, state: TrainState, update_idx: Array, obj: Objecti
 
 def pg_prepare_obj(ctx: PGContext, obj: Optional[ObjectiveParams]) -> ObjectiveParams:
     """``obj``, checked, or the config's own member."""
-    return ctx.default_obj if obj is None else validate_objective_params(obj)
+    if obj is None:
+        return ctx.default_obj
+    check_switched_on(validate_objective_params(obj), ctx.cfg)
+    return obj
 
 
 def pg_init(ctx: PGContext, key: Array, obj: Optional[ObjectiveParams],
@@ -519,7 +530,7 @@ def pg_init(ctx: PGContext, key: Array, obj: Optional[ObjectiveParams],
     init_key, env_key, run_key = jax.random.split(key, 3)
     ones = jnp.ones((env.num_agents,), jnp.float32)
     return TrainState(
-        agents=agents_lib.init_agents(ctx.agents, init_key),
+        agents=agents_lib.init_agents(ctx.agents, init_key, obj.init_log_std),
         beta_sqrt=ones * obj.init_beta_sqrt,
         beta_kl=ones * obj.init_beta_kl,
         env_batch=ctx.constrain(reset_envs(env, env_key, ctx.cfg.num_envs), 0),
@@ -557,7 +568,8 @@ def make_trainer(
     cfg.check_batch(num_steps)
     check_memory(cfg, env, num_steps)
     n_updates = num_updates(cfg, env)
-    ctx = PGContext(cfg, agents_lib.make_agents(cfg, env, n_updates), num_steps,
+    static = static_config(cfg)  # the program reads every number from its obj
+    ctx = PGContext(static, agents_lib.make_agents(static, env, n_updates), num_steps,
                     cfg.num_envs * num_steps, objective_params(cfg, env.num_agents),
                     progress, env_constraint)
     return chunked_trainer(functools.partial(pg_init, ctx), functools.partial(pg_update, ctx),
