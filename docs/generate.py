@@ -18,6 +18,8 @@ import subprocess
 import sys
 from typing import Callable
 
+import numpy as np
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BLOCK = re.compile(r"(<!-- gen: (?P<name>[a-z_0-9]+) -->\n)(?P<body>.*?)(<!-- /gen -->)", re.S)
@@ -728,6 +730,18 @@ def game_small() -> str:
                                source(path, load(path), SMALL_GAME, CPU2)])
 
 
+def _grid_betas(path: str, fraction: float = 0.1) -> str:
+    """Where the (delta, omega) grid's betas sit over the last ``fraction`` of updates."""
+    metrics = load(path)["metrics"]
+    betas = [np.asarray(metrics[k], np.float64) for k in ("beta_sqrt", "beta_kl")]
+    tail = max(1, int(round(betas[0].shape[1] * fraction)))
+    start = betas[0][:, 0].max()
+    top = max(float(b[:, -tail:].max()) for b in betas)
+    return (f"In the (delta, omega) grid both betas start at {start:g} and, over the last "
+            f"{fraction:.0%} of updates, are at most {top:g} in every run (their floor is "
+            f"0.001): the penalties barely act, whatever delta and omega.")
+
+
 def game_small_sweeps() -> str:
     path = "benchmarks/results/stochastic_game/d_target.json"
     d_final = _final_by_label(path)
@@ -737,7 +751,9 @@ def game_small_sweeps() -> str:
              "| J/J* " + _row(d_final, list(d_final)), "",
              "| DPO | " + " | ".join(grid) + " |", "|---" * (len(grid) + 1) + "|",
              "| J/J* " + _row(grid, list(grid)), "",
-             source(path, load(path), SMALL_GAME + " (its d_target sweep)", CPU2), "",
+             _grid_betas(grid_path), "",
+             source(path, load(path), "python examples/stochastic_game.py --sweep-only "
+                    "--out benchmarks/results/stochastic_game", CPU2), "",
              source(grid_path, load(grid_path),
                     "python examples/stochastic_game.py --delta-omega-grid --seeds 3 "
                     "--out benchmarks/results/stochastic_game", CPU2)]
@@ -866,6 +882,82 @@ def test_durations() -> str:
     lines += [f"| `{name}` | {r['tests']} | {r['seconds']:.0f} |" for name, r in rows]
     lines += [f"| total | {sum(r['tests'] for _, r in rows)} | "
               f"{sum(r['seconds'] for _, r in rows):.0f} |"]
+    return "\n".join(lines + ["", source(path, d)])
+
+
+def sweepable_fields() -> str:
+    """The fields a sweep may set, from ``config.SWEEPABLE_FIELDS`` and the docstring."""
+    from dpo_jax.config import SWEEPABLE_FIELDS, TrainConfig, field_docs
+
+    docs = field_docs()
+    lines = ["| field | default (`TrainConfig`) | what it is |", "|---|---|---|"]
+    for name in SWEEPABLE_FIELDS:
+        text = " ".join(docs.get(name, "").replace("``", "`").split())
+        lines.append(f"| `{name}` | {getattr(TrainConfig, name)!r} | {text} |")
+    return "\n".join(lines + ["", "*Source: `dpo_jax.config.SWEEPABLE_FIELDS`.*"])
+
+
+def static_fields() -> str:
+    """The fields that shape the program, with why (``config.STATIC_FIELDS``)."""
+    from dpo_jax.config import STATIC_FIELDS
+
+    lines = ["| field | static because |", "|---|---|"]
+    lines += [f"| `{name}` | {why} |" for name, why in STATIC_FIELDS.items()]
+    return "\n".join(lines + ["", "*Source: `dpo_jax.config.STATIC_FIELDS`.*"])
+
+
+def sweep_benchmark() -> str:
+    path = "benchmarks/results/sweep.json"
+    d = load(path)
+    grid = d["grid"]
+    runs = d["points"] * d["seeds"]
+    lines = ["| how the grid trains | processes | compiles | wall time (s) | grid's speed-up |",
+             "|---|---|---|---|---|",
+             f"| one program, `train(..., sweep=grid)` | 1 | 1 | {grid['wall_s']:.0f} | - |"]
+    for mode, compiles in (("cold", f"{d['points']}"), ("warm", "1")):
+        sep = d[f"separate_{mode}"]
+        what = ("each its own empty compilation cache" if mode == "cold"
+                else "one shared persistent cache")
+        lines.append(f"| one `train` call per point ({what}) | {len(sep['processes'])} | "
+                     f"{compiles} | {sep['wall_s']:.0f} | "
+                     f"{sep['wall_s'] / grid['wall_s']:.1f}x |")
+    per_process = []
+    for mode in ("cold", "warm"):
+        procs = d[f"separate_{mode}"]["processes"]
+        mean = {k: sum(p[k] for p in procs) / len(procs)
+                for k in ("wall_s", "compile_s", "run_s", "env_steps_per_s")}
+        per_process += ["",
+                        f"One call per point, {mode} cache, per process (mean): "
+                  f"{mean['wall_s']:.1f} s, of which {mean['compile_s']:.1f} s "
+                  f"{'compiling' if mode == 'cold' else 'loading the program from the cache'}, "
+                  f"{mean['run_s']:.1f} s training its 2 runs at "
+                  f"{mean['env_steps_per_s']:,.0f} env steps/s, and "
+                  f"{mean['wall_s'] - mean['compile_s'] - mean['run_s']:.1f} s the rest "
+                  f"(interpreter, imports, env, the random policy's baseline)."]
+    first, second = d["second_call"]
+    lines += ["", f"The grid: {d['points']} points (`actor_lr` x `entropy_coef`) x "
+              f"{d['seeds']} seeds = {runs} runs of {d['algo'].upper()} on MPE simple spread "
+              f"(`{d['preset']}` preset), {d['total_timesteps']:,} env steps each; wall time "
+              f"is each process's whole life (imports, env, compile, training), summed. In the "
+              f"grid's process the compile took {grid['compile_s']:.1f} s and the training "
+              f"{grid['run_s']:.1f} s ({grid['env_steps_per_s']:,.0f} env steps/s).",
+              *per_process, "",
+              f"A second `train` call in the same process with one changed float "
+              f"(`actor_lr` {first['actor_lr']:g} -> {second['actor_lr']:g}, 2 seeds) reached "
+              f"the end of its first update {second['to_first_update_s']:.2f} s after the "
+              f"call (program lookup and initial state: {second['compile_s']:.2f} s; one "
+              f"update: {second['update_s']:.2f} s); the first call took "
+              f"{first['to_first_update_s']:.2f} s, its compile included."]
+    memory = d.get("memory")
+    if memory:
+        lines += ["", "| points x 2 seeds | runs | peak resident memory (GiB) |", "|---|---|---|"]
+        lines += [f"| {m['points']} | {m['runs']} | {m['peak_rss_gib']:.2f} |"
+                  for m in memory["rows"]]
+        lines += ["", f"Memory grows by about {memory['gib_per_run'] * 1024:.0f} MiB per run "
+                  f"over a base of {memory['base_gib']:.2f} GiB (a straight line through the "
+                  f"first and last rows, each one update of the grid's config): the largest "
+                  f"grid of this config that fits in 24 GiB is about "
+                  f"{memory['largest_points_in_24_gib']:,} points x 2 seeds."]
     return "\n".join(lines + ["", source(path, d)])
 
 
