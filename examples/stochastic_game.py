@@ -6,7 +6,8 @@
     python examples/stochastic_game.py --game paper --episode-length 25  # reduced horizon
 
 Two experiments, each ONE compiled program (``vmap`` over algorithm x seed, then
-over d_target x seed):
+over d_target x seed through ``dpo_jax.train(sweep=...)``, as the (delta, omega)
+grid of Fig. 9 with ``--delta-omega-grid``):
 
 1. DPO vs IPPO vs IPPO-KL vs DPO w/o kl at the paper's d_target = 0.1, and IQL
    (PyMARL's defaults, ``dpo_jax.IQLConfig``; its own compiled program over seeds;
@@ -58,16 +59,27 @@ DELTA_OMEGA = ((1.5, 2.0), (1.5, 4.0), (1.5, 6.0), (1.1, 2.0), (3.0, 2.0), (3.0,
 """The seven (delta, omega) pairs of the paper's Fig. 9 (Appendix C)."""
 
 
+def dpo_sweep(args: argparse.Namespace, env, base, points: list[dict], names: list[str]
+              ) -> tuple[dict, dict]:
+    """DPO at each sweep point x ``args.seeds`` seeds: ``dpo_jax.train(sweep=...)``, one
+    compiled program. Returns the metrics of all runs and, per name, its runs'."""
+    res = dpo_jax.train(base, env, algos=["dpo"], sweep=points, seeds=args.seeds,
+                        seed=args.seed, progress=args.print_every, shard=args.shard)
+    metrics = res.metrics["pg"]
+    by_name = {name: {k: v[i * args.seeds:(i + 1) * args.seeds] for k, v in metrics.items()}
+               for i, name in enumerate(names)}
+    return res, by_name
+
+
 def delta_omega_grid(args: argparse.Namespace, env, base, j_star: float,
                      out_dir: pathlib.Path) -> None:
-    """Fig. 9: DPO with each (delta, omega) pair x ``args.seeds``, one compile."""
+    """Fig. 9: DPO with each (delta, omega) pair x ``args.seeds``, one compile (the
+    pairs as the sweep's points)."""
     names = [f"delta={d:g}, omega={w:g}" for d, w in DELTA_OMEGA]
     print(f"\n== DPO, (delta, omega) in {DELTA_OMEGA} x {args.seeds} seeds, one compile ==")
-    params = {nm: dpo_jax.objective_params(base, env.num_agents, algo="dpo", delta=d,
-                                           omega=w)
-              for nm, (d, w) in zip(names, DELTA_OMEGA)}
-    run, by_pair = experiments.run_sweep(base, env, params, args.seeds, args.seed,
-                                         args.print_every, shard=args.shard)
+    res, by_pair = dpo_sweep(args, env, base, [{"delta": d, "omega": w} for d, w in DELTA_OMEGA],
+                             names)
+    run = res.outputs["pg"]
     steps = run.metrics["env_steps"][0]
     results.save_metrics(out_dir, "delta_omega", run.metrics,
                              {"runs": [nm for nm in names for _ in range(args.seeds)],
@@ -139,7 +151,6 @@ def main() -> None:
     j_star = env.optimal_return()
     base = dpo_jax.paper_config("stochastic_game", total_timesteps=args.total_timesteps,
                                 num_envs=args.num_envs)
-    n = env.num_agents
     print(f"device: {jax.devices()[0].device_kind}; env: {env}; J* = {j_star:.3f}")
     out_dir = pathlib.Path(args.out)
     if args.delta_omega_grid:
@@ -153,10 +164,8 @@ def main() -> None:
     # 2. d_target sweep (Fig. 1b)
     names = [f"d_target={d:g}" for d in D_TARGETS]
     print(f"\n== DPO, d_target in {D_TARGETS} x {args.seeds} seeds, one compile ==")
-    params = {nm: dpo_jax.objective_params(base, n, algo="dpo", d_target=d)
-              for nm, d in zip(names, D_TARGETS)}
-    run, by_d = experiments.run_sweep(base, env, params, args.seeds, args.seed,
-                                      args.print_every, shard=args.shard)
+    res, by_d = dpo_sweep(args, env, base, [{"d_target": d} for d in D_TARGETS], names)
+    run = res.outputs["pg"]
     results.save_metrics(out_dir, "d_target", run.metrics,
                              {"runs": [nm for nm in names for _ in range(args.seeds)],
                               "J_star": j_star, "config": base.__dict__})
