@@ -43,6 +43,36 @@ def rollout(env, cfg, steps, key=jax.random.key(0)):
     return agents, state, traj
 
 
+def reference_agent_loss(ag, params, obs, avail, action, old_logits, old_logp, adv, old_value,
+                         target, beta_sqrt, beta_kl, cfg, num_agents):
+    """One agent's loss written out from eq. 19 and the value loss (independent of
+    ``core/objectives.py``): the actor's logits on ``obs``, ratio pi(a|o) / pi_old(a|o),
+    the categorical KL(pi_old || pi) by hand, sqrt(max(E[KL], eps)) (the default
+    ``sqrt_of_mean`` with the floor), the 1/N on the advantage term, the entropy bonus,
+    and the clipped Huber value loss. Differentiable (jnp), for ``jax.grad``."""
+    logits = jnp.where(avail, ag.actor.apply(params["actor"], obs, avail), -1e9)
+    logp_all = logits - jax.scipy.special.logsumexp(logits, -1, keepdims=True)
+    old_all = old_logits - jax.scipy.special.logsumexp(old_logits, -1, keepdims=True)
+    logp = jnp.take_along_axis(logp_all, action[:, None], -1)[:, 0]
+    ratio = jnp.exp(logp - old_logp)
+    kl = jnp.sum(jnp.exp(old_all) * (old_all - logp_all), -1)
+    mean_kl = jnp.mean(jnp.maximum(kl, 0.0))
+    entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, -1)
+    policy = (-jnp.mean(ratio * adv) / num_agents
+              + beta_sqrt * jnp.sqrt(jnp.maximum(mean_kl, cfg.kl_sqrt_eps))
+              + beta_kl * mean_kl - cfg.entropy_coef * jnp.mean(entropy))
+    value = ag.critic.apply(params["critic"], obs)
+
+    def huber(e):
+        a = jnp.abs(e)
+        return jnp.where(a <= cfg.huber_delta, 0.5 * e ** 2,
+                         cfg.huber_delta * (a - 0.5 * cfg.huber_delta))
+
+    clipped = old_value + jnp.clip(value - old_value, -cfg.value_clip, cfg.value_clip)
+    v_loss = jnp.mean(jnp.maximum(huber(value - target), huber(clipped - target)))
+    return policy + cfg.value_coef * v_loss, kl
+
+
 # -- never_reset: the authors' training env ------------------------------------------
 
 def test_never_reset_keeps_the_state_chain_and_marks_every_later_step_terminal():
@@ -184,7 +214,8 @@ def test_pooled_sampling_deals_every_sample_once_as_the_numpy_rule_says():
 
 def test_pooled_ratio_and_kl_compare_agent_i_with_the_dealt_agents_old_policy():
     """Agent i's loss on a dealt sample of agent j: ratio pi_i(a_j|o_j) / pi_j,old(a_j|o_j)
-    and KL(pi_j,old || pi_i): checked on the loss's inputs."""
+    and KL(pi_j,old || pi_i): the loss's inputs against numpy's deal, then the loss
+    and its KL against the loss written out by hand (``reference_agent_loss``)."""
     env = tiny_game()
     cfg = dpo_jax.TrainConfig(num_envs=2, num_steps=4, hidden_size=8, sampling="pooled")
     agents, state, traj = rollout(env, cfg, 4)
@@ -204,6 +235,21 @@ def test_pooled_ratio_and_kl_compare_agent_i_with_the_dealt_agents_old_policy():
     np.testing.assert_allclose(np.take_along_axis(logp, actions[..., None], -1)[..., 0], old,
                                atol=1e-5)
     assert (owner != np.arange(2)).any()
+    # the loss itself: agent i's loss and KL on the dealt samples, written out by hand
+    # from agent i's network and the dealt owners' old logits
+    obj = objective_params(cfg, 2)
+    betas = jnp.array([0.3, 0.7])
+    mb = jax.tree.map(lambda x: x[0], dealt)
+    loss, (aux, _), _ = trainer.loss_and_grads(agents, state.params, mb, betas, betas, obj,
+                                               cfg)
+    for i in range(2):
+        own = jax.tree.map(lambda x: x[i], state.params)
+        want, kl = reference_agent_loss(
+            agents, own, mb.obs[:, i], mb.avail[:, i], mb.action[:, i],
+            jnp.asarray(logits[:, i]), mb.log_prob[:, i], mb.advantage[:, i], mb.value[:, i],
+            mb.target[:, i], betas[i], betas[i], cfg, 2)
+        np.testing.assert_allclose(float(loss[i]), float(want), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(float(aux.kl[i]), float(kl.mean()), rtol=1e-4, atol=1e-7)
 
 
 # -- advantages over all agents ------------------------------------------------------
@@ -341,8 +387,9 @@ def test_authors_preset_sets_their_code_defaults_per_family():
 
 
 def test_loss_mean_over_agents_divides_each_agents_gradient_by_n():
-    """The authors' one backward pass of the agents' mean loss: agent i's gradient
-    is its own loss's gradient (``jax.grad`` of agent i's loss alone) over N."""
+    """The authors' one backward pass of the agents' mean loss: the gradient equals
+    ``jax.grad`` of the mean over agents of the losses written out by hand
+    (``reference_agent_loss``), and without the option N times that."""
     from dpo_jax.core import agents as agents_lib
     from dpo_jax.core.objectives import objective_params
     from dpo_jax.training import trainer
@@ -369,15 +416,24 @@ def test_loss_mean_over_agents_divides_each_agents_gradient_by_n():
     obj = objective_params(cfg, num)
     betas = jnp.full((num,), 0.5)
     _, _, grads = trainer.loss_and_grads(ag, params, batch, betas, betas, obj, cfg)
-    for i in range(num):
-        own = jax.tree.map(lambda x: x[i], params)
-        own_batch = jax.tree.map(lambda x: x[:, i], batch)
-        want = jax.grad(lambda p: trainer.agent_loss(
-            p, own_batch, betas[i], betas[i], obj, ag, cfg)[0])(own)
-        for got, ref in zip(jax.tree.leaves(jax.tree.map(lambda x: x[i], grads)),
-                            jax.tree.leaves(want)):
-            np.testing.assert_allclose(np.asarray(got), np.asarray(ref) / num,
-                                       rtol=1e-4, atol=1e-7)
+
+    def mean_of_the_agents_losses(stacked):
+        """The authors' one loss: the mean over agents of each agent's loss (written
+        out by hand), differentiated once with respect to every agent's parameters."""
+        losses = [reference_agent_loss(
+            ag, jax.tree.map(lambda x: x[i], stacked), obs[:, i], avail[:, i], action[:, i],
+            batch.dist_params[:, i], batch.log_prob[:, i], batch.advantage[:, i],
+            batch.value[:, i], batch.target[:, i], betas[i], betas[i], cfg, num)[0]
+            for i in range(num)]
+        return sum(losses) / num
+
+    want = jax.grad(mean_of_the_agents_losses)(params)
+    for got, ref in zip(jax.tree.leaves(grads), jax.tree.leaves(want)):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-4, atol=1e-7)
+    plain = trainer.loss_and_grads(ag, params, batch, betas, betas, obj,
+                                   cfg.replace(loss_mean_over_agents=False))[2]
+    for got, ref in zip(jax.tree.leaves(plain), jax.tree.leaves(want)):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(ref) * num, rtol=1e-4, atol=1e-6)
 
 
 def test_authors_options_train_end_to_end():
