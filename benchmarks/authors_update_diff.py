@@ -32,6 +32,14 @@ what each changes. Reported per case:
   positions, velocities, rewards and observations.
 
 Writes ``update_diff.json`` (``--out``) and prints the table.
+
+With ``--updates K`` their code trains its first K updates instead (its Adam states
+carried, as in its runs) and saves each; dpo-jax replays them three ways
+(``CHAIN_MODES``): on its own from their first parameters (its behaviour policy and
+values on their buffers), from their parameters at every update with its own Adam
+state carried, and from their parameters with a fresh Adam state every update.
+Writes ``update_chain.json`` (``--chain-out``): per case, mode and update, the
+largest differences of the action probabilities and the parameters after it.
 """
 
 from __future__ import annotations
@@ -64,6 +72,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--authors-python", required=True)
     p.add_argument("--seed", type=int, default=1, help="their run's seed")
     p.add_argument("--out", default="benchmarks/results/authors_parity/update_diff.json")
+    p.add_argument("--updates", type=int, default=1,
+                   help="with K > 1: replay their first K updates in a chain "
+                        "(replay_chain) and write --chain-out instead")
+    p.add_argument("--chain-out",
+                   default="benchmarks/results/authors_parity/update_chain.json")
     return p.parse_args()
 
 
@@ -77,14 +90,17 @@ def run_worker(args: argparse.Namespace, folder: pathlib.Path, path: pathlib.Pat
         raise SystemExit(f"their code failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
 
 
-def dump_theirs(args: argparse.Namespace, task: str, algo: str, folder: pathlib.Path
-                ) -> dict[str, np.ndarray]:
-    """Their first update of ``task``/``algo`` (per-agent samples), as arrays."""
-    path = folder / f"{task}_{algo}.npz"
+def dump_theirs(args: argparse.Namespace, task: str, algo: str, folder: pathlib.Path,
+                updates: int = 1) -> list[dict[str, np.ndarray]]:
+    """Their first ``updates`` updates of ``task``/``algo`` (per-agent samples), one
+    dict of arrays per update (``authors_worker.py --dump``'s ``u{k}.`` entries)."""
+    path = folder / f"{task}_{algo}_{updates}.npz"
     run_worker(args, folder, path, "--task", task, "--algo", algo, "--sampling", "per_agent",
-               "--seed", str(args.seed), "--steps", "100000", "--dump", str(path))
+               "--seed", str(args.seed), "--steps", "100000", "--dump", str(path),
+               "--dump-updates", str(updates))
     with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+        return [{k[len(f"u{u}."):]: data[k] for k in data.files if k.startswith(f"u{u}.")}
+                for u in range(1, updates + 1)]
 
 
 def torch_to_flax(data: dict, when: str, part: str, template: Any, num_agents: int) -> Any:
@@ -221,6 +237,108 @@ def replay(data: dict, env: Any, task: str, algo: str, overrides: dict) -> dict:
     }
 
 
+def their_batch(data: dict, env: Any, agents: Any, cfg: Any, params: Any,
+                own_values: bool) -> Any:
+    """dpo-jax's batch of one update from their buffer: the behaviour policy from
+    ``params``; values (and GAE's bootstrap) from their buffer, or with
+    ``own_values`` from ``params``' critic; advantages standardised as the config says."""
+    import jax
+    import jax.numpy as jnp
+
+    from dpo_jax.core import agents as agents_lib
+    from dpo_jax.core.advantages import gae
+    from dpo_jax.training import trainer
+
+    all_obs = jnp.asarray(data["buf.obs"][:, 0], jnp.float32)  # [T + 1, N, obs]
+    obs = all_obs[:-1]
+    action = jnp.asarray(data["buf.actions"][:, 0, :, 0], jnp.int32)
+    rewards = jnp.asarray(data["buf.rewards"][:, 0, :, 0])
+    done = 1.0 - jnp.asarray(data["buf.masks"][1:, 0, :, 0])
+    avail = jnp.ones(obs.shape[:2] + (env.mask_dim,), bool)
+    values = (agents_lib.values(agents, params, all_obs) if own_values
+              else jnp.asarray(data["buf.value_preds"][:, 0, :, 0]))
+    dist = agents_lib.policy_params(agents, params, obs, avail)
+    log_prob = jnp.take_along_axis(jax.nn.log_softmax(dist), action[..., None], -1)[..., 0]
+    adv, target = gae(rewards, values[:-1], values[1:], done, done, cfg.gamma, cfg.gae_lambda)
+    scope = (0, 1) if cfg.advantage_norm_scope == "agent" else (0, 1, 2)
+    return trainer.Batch(
+        obs=obs, avail=avail, action=action, log_prob=log_prob, dist_params=dist,
+        value=values[:-1], advantage=trainer.standardize(adv[..., None], None, scope,
+                                                          cfg.adv_norm_eps)[..., 0],
+        target=target, weight=jnp.ones(action.shape, jnp.float32))
+
+
+CHAIN_MODES = {
+    "dpo-jax alone": "dpo-jax's parameters and Adam state carried from update to update; "
+                     "behaviour policy and values its own, on their buffers",
+    "their start, carried Adam": "each update from their parameters, dpo-jax's Adam state "
+                                 "carried from its previous update in this mode",
+    "their start, fresh Adam": "each update from their parameters with a fresh Adam state",
+}
+"""The three ways ``replay_chain`` runs K updates of theirs in dpo-jax."""
+
+
+def replay_chain(dumps: list[dict], env: Any, task: str, algo: str) -> dict[str, list[dict]]:
+    """K updates of theirs replayed in dpo-jax in each of ``CHAIN_MODES``: per mode and
+    update, the largest difference of the action probabilities on that update's batch
+    after it, and of the parameters, next to their update's largest parameter move."""
+    import jax
+    import jax.numpy as jnp
+
+    import dpo_jax
+    from dpo_jax.core import agents as agents_lib
+    from dpo_jax.core.objectives import objective_params
+    from dpo_jax.training import trainer
+
+    n = env.num_agents
+    family = "stochastic_game" if task == "game" else "mpe"
+    cfg = dpo_jax.preset("authors", family, sampling="per_agent", algo=algo)
+    agents = agents_lib.make_agents(cfg, env)
+    template = agents_lib.init_agents(agents, jax.random.key(0)).params
+    obj = objective_params(cfg, n)
+    actor_tx, critic_tx = agents_lib.optimizers(agents, obj)
+
+    def params_of(data: dict, when: str) -> Any:
+        return {part: torch_to_flax(data, when, part, template[part], n)
+                for part in ("actor", "critic")}
+
+    def fresh(params: Any) -> Any:
+        return agents_lib.AgentState(params, jax.vmap(
+            lambda p: {"actor": actor_tx.init(p["actor"]),
+                       "critic": critic_tx.init(p["critic"])})(params))
+
+    @jax.jit
+    def update(state: Any, batch: Any, beta_sqrt: Any, beta_kl: Any) -> Any:
+        return trainer.update_epochs(agents, state, batch, beta_sqrt, beta_kl, obj, cfg,
+                                     jax.random.key(1))[0]
+
+    def gaps(data: dict, ours: Any) -> dict:
+        theirs, start = params_of(data, "after"), params_of(data, "before")
+        obs = jnp.asarray(data["buf.obs"][:-1, 0], jnp.float32)
+        avail = jnp.ones(obs.shape[:2] + (env.mask_dim,), bool)
+        probs = lambda p: jax.nn.softmax(agents_lib.policy_params(agents, p, obs, avail))  # noqa
+        largest = lambda f, *t: max(float(x) for x in jax.tree.leaves(jax.tree.map(f, *t)))  # noqa
+        return {"max_abs_prob_after": float(jnp.abs(probs(ours) - probs(theirs)).max()),
+                "max_abs_param_after": largest(lambda a, b: jnp.abs(a - b).max(), ours, theirs),
+                "max_abs_param_move_authors": largest(lambda a, b: jnp.abs(a - b).max(),
+                                                      theirs, start)}
+
+    out: dict[str, list[dict]] = {mode: [] for mode in CHAIN_MODES}
+    alone = carried = fresh(params_of(dumps[0], "before"))
+    for data in dumps:
+        betas = [jnp.asarray(data.get(k, np.full(n, cfg.init_beta_kl)), jnp.float32)
+                 for k in ("beta_sqrt_kl", "beta_kl")]
+        start = params_of(data, "before")
+        alone = update(alone, their_batch(data, env, agents, cfg, alone.params, True), *betas)
+        carried = update(agents_lib.AgentState(start, carried.opt_state),
+                         their_batch(data, env, agents, cfg, start, False), *betas)
+        restarted = update(fresh(start), their_batch(data, env, agents, cfg, start, False),
+                           *betas)
+        for mode, state in zip(CHAIN_MODES, (alone, carried, restarted)):
+            out[mode].append(gaps(data, state.params))
+    return out
+
+
 THEIR_TO_JAXMARL_ACTION = np.array([0, 2, 1, 4, 3])
 """Their discrete MPE actions (1 +x, 2 -x, 3 +y, 4 -y) as JaxMARL's (1 -x, 2 +x, 3 -y,
 4 +y)."""
@@ -251,17 +369,49 @@ def env_diff(args: argparse.Namespace, folder: pathlib.Path) -> dict:
     return {"steps": len(theirs["actions"]), **{f"max_abs_{k}": v for k, v in worst.items()}}
 
 
+def main_chain(args: argparse.Namespace) -> None:
+    """``--updates K``: their first K updates of every case replayed in a chain."""
+    import jax
+
+    table: dict[str, dict[str, list[dict]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for task, algo in CASES:
+            dumps = dump_theirs(args, task, algo, pathlib.Path(tmp), args.updates)
+            table[f"{task}/{algo}"] = replay_chain(dumps, make_env(args, task), task, algo)
+    print("| case | mode | max |d prob| after update 1 / 2 / K | max |d param| after K / "
+          "their move at K |")
+    print("|---|---|---|---|")
+    for case, modes in table.items():
+        for mode, rows in modes.items():
+            probs = " / ".join(f"{rows[k]['max_abs_prob_after']:.1e}"
+                               for k in (0, 1, len(rows) - 1))
+            print(f"| {case} | {mode} | {probs} | {rows[-1]['max_abs_param_after']:.1e} / "
+                  f"{rows[-1]['max_abs_param_move_authors']:.1e} |")
+    out = pathlib.Path(args.chain_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "command": "python benchmarks/authors_update_diff.py " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "jax": jax.__version__, "date": time.strftime("%Y-%m-%d"), "seed": args.seed,
+        "sampling": "per_agent", "updates": args.updates, "modes": CHAIN_MODES,
+        "cases": table}, indent=1))
+    print(f"\nwrote {out}")
+
+
 def main() -> None:
     args = parse_args()
     from dpo_jax.running import scripts
 
     scripts.setup()
+    if args.updates > 1:
+        main_chain(args)
+        return
     import jax
 
     table: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for task, algo in CASES:
-            data = dump_theirs(args, task, algo, pathlib.Path(tmp))
+            (data,) = dump_theirs(args, task, algo, pathlib.Path(tmp))
             env = make_env(args, task)
             rows = {name: replay(data, env, task, algo, over)
                     for name, over in VARIANTS.items()}

@@ -13,10 +13,11 @@ code runs unmodified; from outside this script only
 - records, after every update, the exact J(pi)/J* of the learned product policy on the
   matrix game (numpy, float64, finite-horizon from state 0, from the game's own
   tables) or the returns of the MPE training episodes that ended in the update;
-- with ``--dump PATH``, saves the first update instead of training on (an ``.npz``:
-  every agent's actor and critic parameters before and after it, the buffer it
-  trained on, the betas it used and its statistics) and exits; the update replays
-  in dpo-jax with ``benchmarks/authors_update_diff.py``;
+- with ``--dump PATH``, saves the first update (``--dump-updates K``: the first K)
+  instead of training on (an ``.npz``: every agent's actor and critic parameters
+  before and after each, the buffer it trained on, the betas it used and its
+  statistics) and exits; the updates replay in dpo-jax with
+  ``benchmarks/authors_update_diff.py``;
 - with ``--env-check PATH`` (MPE), steps their ``navigation_control_full`` env from a
   given state (three agents in contact) under random actions and saves positions,
   velocities, rewards and observations (JSON) for the same comparison.
@@ -52,7 +53,9 @@ def parse_args() -> argparse.Namespace:
                    help="keep their per-update torch.autograd.set_detect_anomaly(True)")
     p.add_argument("--out", required=True)
     p.add_argument("--dump", default=None,
-                   help="save the first update (parameters, buffer) to this .npz and exit")
+                   help="save the first updates (parameters, buffer) to this .npz and exit")
+    p.add_argument("--dump-updates", type=int, default=1,
+                   help="how many updates --dump saves (their Adam states carried)")
     p.add_argument("--env-check", default=None,
                    help="MPE: step their env from a fixed state, save it to this JSON, exit")
     return p.parse_args()
@@ -111,12 +114,16 @@ BUFFER_FIELDS = ("obs", "actions", "action_log_probs", "value_preds", "returns",
                  "masks", "active_masks")
 
 
-def install_dump(base_runner: types.ModuleType, path: str, num_agents: int) -> None:
-    """Make their runner save its first update to ``path`` (``.npz``) and exit:
-    ``before.actor{i}.{name}`` / ``after.actor{i}.{name}`` (and ``critic``) from
-    their modules' ``state_dict``, ``buf.{field}`` of their buffer, the betas
-    (``beta_sqrt_kl``, ``beta_kl``; DPO) and ``info.{key}`` of their statistics."""
+def install_dump(base_runner: types.ModuleType, path: str, num_agents: int,
+                 updates: int = 1) -> None:
+    """Make their runner save its first ``updates`` updates to ``path`` (``.npz``) and
+    exit: for update k (1-based), ``u{k}.before.actor{i}.{name}`` /
+    ``u{k}.after.actor{i}.{name}`` (and ``critic``) from their modules'
+    ``state_dict``, ``u{k}.buf.{field}`` of their buffer, the betas the update used
+    (``u{k}.beta_sqrt_kl``, ``u{k}.beta_kl``; DPO) and ``u{k}.info.{key}`` of its
+    statistics. Their Adam states carry from update to update, as in their runs."""
     original = base_runner.Runner.train
+    saved: dict[str, np.ndarray] = {}
 
     def snapshot(runner) -> dict:
         out = {}
@@ -128,16 +135,27 @@ def install_dump(base_runner: types.ModuleType, path: str, num_agents: int) -> N
         return out
 
     def train_and_dump(runner, *a, **k):
+        step = sum(1 for key in saved if key.endswith(".done")) + 1
+        prefix = f"u{step}."
         before = snapshot(runner)
         buf = {f"buf.{n}": np.array(getattr(runner.buffer, n)) for n in BUFFER_FIELDS}
         info = original(runner, *a, **k)
         after = snapshot(runner)
-        betas = {n: np.asarray(getattr(runner.trainer, n), np.float64)
+        # their train() adapts the betas first (from the previous update's last
+        # minibatch), then runs the epochs: the values after it are the ones it used
+        # copies: their next update changes these arrays in place
+        betas = {n: np.array(getattr(runner.trainer, n), np.float64)
                  for n in ("beta_sqrt_kl", "beta_kl") if hasattr(runner.trainer, n)}
-        np.savez(path, **{f"before.{n}": v for n, v in before.items()},
-                 **{f"after.{n}": v for n, v in after.items()}, **buf, **betas,
-                 **{f"info.{n}": np.float64(v) for n, v in info.items() if np.ndim(v) == 0})
-        raise SystemExit(0)
+        saved.update({prefix + f"before.{n}": v for n, v in before.items()})
+        saved.update({prefix + f"after.{n}": v for n, v in after.items()})
+        saved.update({prefix + n: v for n, v in {**buf, **betas}.items()})
+        saved.update({prefix + f"info.{n}": np.float64(v) for n, v in info.items()
+                      if np.ndim(v) == 0})
+        saved[prefix + "done"] = np.int64(1)
+        if step == updates:
+            np.savez(path, **saved)
+            raise SystemExit(0)
+        return info
 
     base_runner.Runner.train = train_and_dump
 
@@ -252,7 +270,7 @@ def main() -> None:
 
         base_runner.Runner.train = train_and_score
         if args.dump:
-            install_dump(base_runner, args.dump, num_agents)
+            install_dump(base_runner, args.dump, num_agents, args.dump_updates)
         script.main(game_args(args))
         meta = {"j_star": j_star, "horizon": horizon}
     else:
@@ -286,7 +304,7 @@ def main() -> None:
 
         base_runner.Runner.train = train_and_log
         if args.dump:
-            install_dump(base_runner, args.dump, num_agents)
+            install_dump(base_runner, args.dump, num_agents, args.dump_updates)
         script.main(mpe_args(args))
         meta = {"num_agents": args.num_agents}
     wall = time.perf_counter() - t0

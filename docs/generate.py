@@ -396,6 +396,31 @@ def update_diff() -> str:
                                "", source(path, d)])
 
 
+def update_chain() -> str:
+    """K updates of the authors' code replayed in a chain (``authors_update_diff.py
+    --updates K``)."""
+    path = "benchmarks/results/authors_parity/update_chain.json"
+    d = load(path)
+    k = d["updates"]
+    picks = (0, 1, k // 2 - 1, k - 1)
+    lines = ["| case | dpo-jax | " + " | ".join(f"after update {i + 1}" for i in picks)
+             + f" | max \\|d param\\| after {k} / their move at {k} |",
+             "|---" * (len(picks) + 3) + "|"]
+    for case, modes in d["cases"].items():
+        task, algo = case.split("/")
+        name = f"{'MPE navigation' if task == 'mpe' else 'matrix game'}, {algo.upper()}"
+        for mode, rows in modes.items():
+            lines.append(f"| {name} | {mode} | " + " | ".join(
+                f"{rows[i]['max_abs_prob_after']:.0e}" for i in picks) +
+                f" | {rows[-1]['max_abs_param_after']:.0e} / "
+                f"{rows[-1]['max_abs_param_move_authors']:.0e} |")
+    lines += ["", "Cells: the largest difference of the action probabilities on each update's "
+              "batch after it, dpo-jax against their code. " + " ".join(
+                  f"*{mode}*: {what}." for mode, what in d["modes"].items()), "",
+              source(path, d)]
+    return "\n".join(lines)
+
+
 def pooling() -> str:
     path = "benchmarks/results/authors_parity/pooling.json"
     d = load(path)
