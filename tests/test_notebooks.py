@@ -59,8 +59,8 @@ def test_notebook_runs_and_its_output_reaches_the_notebook(path, tmp_path):
         assert "bound <= truth in 100%" in text
 
 
-def test_there_are_five_notebooks():
-    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+def test_there_are_six_notebooks():
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

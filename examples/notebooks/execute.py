@@ -1,6 +1,6 @@
 """Execute the notebooks at their real budgets and commit them with their outputs.
 
-    python examples/notebooks/execute.py            # all five
+    python examples/notebooks/execute.py            # all six
     python examples/notebooks/execute.py 02 04      # some, by number
 
 Each notebook runs headless in a fresh Jupyter kernel from its own folder, and is
