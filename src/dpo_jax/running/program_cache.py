@@ -84,9 +84,11 @@ def signature(args: Any) -> Hashable:
 
 def compiled(key: Hashable, env: MultiAgentEnv, compile_fn: Callable[[], Any]
              ) -> tuple[Any, bool]:
-    """The compiled program of ``key`` (``compile_fn()`` when absent; the entry keeps
-    ``env`` alive so that its identity stays its own) and whether it was cached."""
-    (program, _), found = _PROGRAMS.get_or_make(key, lambda: (compile_fn(), env))
+    """The compiled program of ``key`` (``compile_fn()`` when absent) and whether it
+    was cached. An env keyed by identity is kept alive with the entry, so that its
+    identity stays its own; a pytree env (its arrays are arguments) is not kept."""
+    keep = env if env_key(env)[0] == "object" else None
+    (program, _), found = _PROGRAMS.get_or_make(key, lambda: (compile_fn(), keep))
     return program, found
 
 
