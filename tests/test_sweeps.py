@@ -234,3 +234,23 @@ def test_the_cli_names_a_bad_sweep(argv, words, tmp_path, capsys):
     assert code == 2
     assert words in capsys.readouterr().err
     assert not (tmp_path / "j").exists()
+
+
+def test_a_sweep_file_holds_points_or_a_grid(tmp_path, capsys):
+    points = tmp_path / "fig9.json"
+    points.write_text(json.dumps([{"delta": 1.5, "omega": 2}, {"delta": 3, "omega": 6}]))
+    args = cli.parse_train(["stochastic_game_small", "--sweep-file", str(points)])
+    assert cli.sweep_argument(args) == [{"delta": 1.5, "omega": 2}, {"delta": 3, "omega": 6}]
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"gamma": [0.9, 0.99]}))
+    args = cli.parse_train(["stochastic_game_small", "--sweep-file", str(grid)])
+    assert sweeps.points(cli.sweep_argument(args)) == [{"gamma": 0.9}, {"gamma": 0.99}]
+    bad = tmp_path / "bad.json"
+    bad.write_text("[{'delta': 1.5}]")
+    for argv, words in ((["--sweep-file", str(bad)], "--sweep-file"),
+                        (["--sweep-file", str(grid), "--sweep", "gamma=0.9"],
+                         "give the sweep one way")):
+        assert cli.main(["train", "stochastic_game_small", "--out", str(tmp_path / "j"),
+                         *argv]) == 2
+        assert words in capsys.readouterr().err
+    assert not (tmp_path / "j").exists()
