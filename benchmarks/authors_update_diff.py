@@ -369,10 +369,23 @@ def env_diff(args: argparse.Namespace, folder: pathlib.Path) -> dict:
     return {"steps": len(theirs["actions"]), **{f"max_abs_{k}": v for k, v in worst.items()}}
 
 
-def main_chain(args: argparse.Namespace) -> None:
-    """``--updates K``: their first K updates of every case replayed in a chain."""
+def write_report(path: str, args: argparse.Namespace, **fields: Any) -> None:
+    """Write a result file: the command, machine, jax version, date, their run's seed
+    and the sampling mode, then ``fields``."""
     import jax
 
+    out = pathlib.Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "command": "python benchmarks/authors_update_diff.py " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "jax": jax.__version__, "date": time.strftime("%Y-%m-%d"), "seed": args.seed,
+        "sampling": "per_agent", **fields}, indent=1))
+    print(f"\nwrote {out}")
+
+
+def main_chain(args: argparse.Namespace) -> None:
+    """``--updates K``: their first K updates of every case replayed in a chain."""
     table: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for task, algo in CASES:
@@ -387,15 +400,7 @@ def main_chain(args: argparse.Namespace) -> None:
                                for k in (0, 1, len(rows) - 1))
             print(f"| {case} | {mode} | {probs} | {rows[-1]['max_abs_param_after']:.1e} / "
                   f"{rows[-1]['max_abs_param_move_authors']:.1e} |")
-    out = pathlib.Path(args.chain_out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "command": "python benchmarks/authors_update_diff.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
-        "jax": jax.__version__, "date": time.strftime("%Y-%m-%d"), "seed": args.seed,
-        "sampling": "per_agent", "updates": args.updates, "modes": CHAIN_MODES,
-        "cases": table}, indent=1))
-    print(f"\nwrote {out}")
+    write_report(args.chain_out, args, updates=args.updates, modes=CHAIN_MODES, cases=table)
 
 
 def main() -> None:
@@ -406,8 +411,6 @@ def main() -> None:
     if args.updates > 1:
         main_chain(args)
         return
-    import jax
-
     table: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for task, algo in CASES:
@@ -439,15 +442,7 @@ def main() -> None:
     print(f"env, {env_step['steps']} steps from three agents in contact: max |d position| "
           f"{env_step['max_abs_pos']:.1e}, velocity {env_step['max_abs_vel']:.1e}, reward "
           f"{env_step['max_abs_reward']:.1e}, observation {env_step['max_abs_obs']:.1e}")
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "command": "python benchmarks/authors_update_diff.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
-        "jax": jax.__version__, "date": time.strftime("%Y-%m-%d"), "seed": args.seed,
-        "sampling": "per_agent", "cases": table,
-        "env_step": env_step}, indent=1))
-    print(f"\nwrote {out}")
+    write_report(args.out, args, cases=table, env_step=env_step)
 
 
 if __name__ == "__main__":

@@ -59,15 +59,6 @@ def welch(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     return {"diff": diff, "low": diff - half, "high": diff + half, "verdict": verdict}
 
 
-def t_interval(x: np.ndarray) -> tuple[float, float]:
-    """Mean and 95% t half-width over runs."""
-    x = np.asarray(x, np.float64)
-    if len(x) < 2:
-        return float(x.mean()), float("nan")
-    return float(x.mean()), float(scipy_stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1)
-                                  / np.sqrt(len(x)))
-
-
 def sittings(log: Optional[pathlib.Path]) -> Optional[int]:
     """How many times the job was started (``pg:`` header lines of its log)."""
     if log is None or not log.exists():
@@ -79,6 +70,7 @@ def analyse(out: pathlib.Path, points: int, reps: int, log: Optional[pathlib.Pat
             ) -> dict[str, Any]:
     import dpo_jax
     from dpo_jax.running import stats
+    from dpo_jax.running.results import mean_ci95
 
     res = dpo_jax.load(out)
     summary = json.loads((out / "summary.json").read_text())
@@ -93,8 +85,9 @@ def analyse(out: pathlib.Path, points: int, reps: int, log: Optional[pathlib.Pat
     entries: dict[str, Any] = {}
     for name, (steps, values) in curves.items():
         final = stats.final_scores(values)
-        mean, half = t_interval(final)
-        entries[name] = {"final": final.tolist(), "mean": mean, "ci95": half,
+        mean, half = mean_ci95(final)  # one run: no interval (NaN, not mean_ci95's 0)
+        entries[name] = {"final": final.tolist(), "mean": float(mean),
+                         "ci95": float(half) if len(final) > 1 else float("nan"),
                          "runs": int(values.shape[0]), "env_steps": int(steps[-1])}
     versus: dict[str, Any] = {}
     if "ippo" in curves:

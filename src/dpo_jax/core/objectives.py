@@ -263,7 +263,7 @@ def stack_params(params: list[ObjectiveParams]) -> ObjectiveParams:
     """Stack several members along a new leading axis, for ``vmap`` sweeps."""
     if _is_traced(params):
         return jax.tree.map(lambda *xs: jnp.stack(xs), *params)
-    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *params)
+    return jax.tree.map(lambda *xs: np.stack(xs), *params)
 
 
 def masked_mean(x: Array, weights: Array | None = None,

@@ -122,11 +122,11 @@ class Results:
             "optimality_ratio" in m for m in self.metrics.values())
             else self.curves("optimality_ratio"))
         found = self.entries()
+        columns = (["d_target"] if runspec.varies_d_target(self.spec) else []) + \
+            runspec.swept(self.spec)
         for entry, (steps, values) in self.curves(metric).items():
             mean, ci = summarize_final(values, last_fraction)
             program, runs = found[entry]
-            columns = (["d_target"] if runspec.varies_d_target(self.spec) else []) + \
-                runspec.swept(self.spec)
             row = {"entry": entry, **{field: self.labels[program][runs[0]].get(field)
                                       for field in columns}}
             if entry in exact:  # the exact J/J* leads where the env knows it
@@ -349,19 +349,17 @@ def _train(spec: RunSpec, env: MultiAgentEnv, programs: list[Program],
 def _random_return(env: MultiAgentEnv, seed: int) -> float:
     """The uniformly random policy's mean episode return over 256 envs (its program
     kept in ``program_cache`` with the training programs)."""
-    def compile_fn() -> Any:
-        key = jax.random.key(seed)
-        if experiments.env_is_pytree(env):
-            fn = jax.jit(lambda k, e: random_policy_return(e, k, num_envs=256))
-            return fn.lower(key, env).compile()
-        return jax.jit(lambda k: random_policy_return(env, k, num_envs=256)).lower(key).compile()
+    env_args = (env,) if experiments.env_is_pytree(env) else ()  # large tables: arguments
+    args = (jax.random.key(seed), *env_args)
 
-    program, _ = program_cache.compiled(("random_return", program_cache.env_key(env),
-                                         program_cache.signature(env)
-                                         if experiments.env_is_pytree(env) else None),
-                                        env, compile_fn)
-    args = (jax.random.key(seed), env) if experiments.env_is_pytree(env) else (
-        jax.random.key(seed),)
+    def compile_fn() -> Any:
+        def fn(key: jax.Array, *tables: MultiAgentEnv) -> Any:
+            return random_policy_return(tables[0] if tables else env, key, num_envs=256)
+
+        return jax.jit(fn).lower(*args).compile()
+
+    key = ("random_return", program_cache.env_key(env), program_cache.signature(env_args))
+    program, _ = program_cache.compiled(key, env, compile_fn)
     return float(program(*args)["episode_return"])
 
 

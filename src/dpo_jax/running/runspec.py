@@ -10,8 +10,9 @@ Sweep layout: the policy-gradient members of ``algos`` x ``d_targets`` x the
 numeric hyperparameter are data, ``ObjectiveParams``); a member trains once per
 distinct point of the fields it uses (IPPO does not use ``d_target`` and gets one
 entry whatever ``d_targets`` holds; ``running.sweeps.UNUSED_BY``). Every entry
-reuses the same ``seeds`` keys (common random numbers across algorithms). IQL / IDDPG, each its own program, run after it with
-the config fields they take over (``baseline_config``).
+reuses the same ``seeds`` keys (common random numbers across algorithms). IQL /
+IDDPG, each its own program, run after it with the config fields they take over
+(``baseline_config``).
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ class RunSpec:
         for d in self.d_targets:
             TrainConfig(d_target=d)  # the config's own check, with its message
         pts = sweeps.check_points(self.config, sweeps.points(self.sweep))
-        if pts and "d_target" in sweeps.swept_fields(pts) and self.d_targets:
+        swept_d = "d_target" in sweeps.swept_fields(pts)
+        if swept_d and self.d_targets:
             raise ValueError("d_target is both in d_targets and in the sweep: give its "
                              "values in one place")
         baselines = [a for a in algos if a in BASELINE_ALGORITHMS]
@@ -143,7 +145,6 @@ class RunSpec:
         object.__setattr__(self, "algos", tuple(algos))
         # no d_targets means the config's one (0.1.0 job folders record []), or the
         # sweep's values when it sets d_target
-        swept_d = bool(pts) and "d_target" in sweeps.swept_fields(pts)
         object.__setattr__(self, "d_targets", tuple(float(d) for d in self.d_targets)
                            or (() if swept_d else (float(self.config.d_target),)))
         object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
