@@ -17,7 +17,7 @@ import pytest
 
 import dpo_jax
 from dpo_jax.running import experiments, results
-from dpo_jax.baselines.config import from_train_config
+from dpo_jax.baselines.config import IDDPGConfig, IQLConfig, from_train_config
 from dpo_jax.envs import JaxMARLAdapter
 from dpo_jax.envs.base import (
     DiscreteActions,
@@ -27,9 +27,10 @@ from dpo_jax.envs.base import (
     decode_obs,
     encode_obs,
 )
-from dpo_jax.training.memory import check_memory, estimate_train_bytes
+from dpo_jax.training.memory import (check_baseline_memory, check_memory,
+                                     estimate_baseline_bytes, estimate_train_bytes)
 from dpo_jax.training.rollout import StepCount, add_steps, steps_as_float, updates_to_steps
-from dpo_jax.training.trainer import TrainResult, check_finite
+from dpo_jax.training.trainer import TrainResult, check_finite, make_trainer
 
 TINY = dict(total_timesteps=2 * 2 * 12, num_envs=2, num_steps=2, num_epochs=1,
             hidden_size=8)
@@ -211,6 +212,47 @@ def test_memory_estimate_is_within_15_percent_of_xla_s_own_figure(num_envs, num_
     xla = stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes
     ratio = estimate_train_bytes(cfg, env, num_steps) / xla
     assert 0.85 < ratio < 1.15, ratio
+
+
+@pytest.mark.parametrize("env_name, algo", [("stochastic_game_small", "iql"),
+                                             ("continuous_reach", "iddpg")])
+def test_baseline_memory_estimate_covers_xla_s_figure(env_name, algo):
+    """IQL / IDDPG: the estimate is at least XLA's figure for the chunk program
+    (state donated, so counted once) and at most 40% above it."""
+    env = dpo_jax.make_env(env_name)
+    if algo == "iql":
+        cfg = IQLConfig(num_envs=8, total_timesteps=8 * env.max_steps * 3)
+    else:
+        cfg = IDDPGConfig(num_envs=8, num_steps=100, total_timesteps=8 * 100 * 4,
+                          learning_starts=1000)
+    runs = 2
+    trainer = make_trainer(cfg, env, 1)
+    keys = jax.random.split(jax.random.key(0), runs)
+    table_args = (env,) if experiments.env_is_pytree(env) else ()
+    axes = (None,) * len(table_args)
+    state = jax.eval_shape(jax.vmap(trainer.init, in_axes=(0, None) + axes),
+                           keys, None, *table_args)
+    stats = jax.jit(jax.vmap(trainer.run, in_axes=(0, None, None) + axes),
+                    donate_argnums=0).lower(state, jnp.int32(0), None,
+                                            *table_args).compile().memory_analysis()
+    tables = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(table_args))
+    xla = (stats.argument_size_in_bytes + stats.temp_size_in_bytes
+           + stats.output_size_in_bytes - stats.alias_size_in_bytes - tables)
+    ratio = estimate_baseline_bytes(cfg, env, runs) / xla
+    assert 1.0 <= ratio < 1.4, ratio
+
+
+def test_a_replay_buffer_that_cannot_fit_is_refused_naming_buffer_size():
+    env = dpo_jax.make_env("stochastic_game_small")
+    cfg = IQLConfig(num_envs=8, total_timesteps=8 * env.max_steps)
+    per_run = estimate_baseline_bytes(cfg, env, 1)
+    with pytest.raises(ValueError, match=r"IQLConfig.buffer_size=5000 episodes on "
+                                         r"'stochastic_game': 5 runs \(seeds\) need "
+                                         r"about .* GiB .* at most 2 seeds per job"):
+        check_baseline_memory(cfg, env, 5, limit=int(2.5 * per_run))
+    assert check_baseline_memory(cfg, env, 2, limit=int(2.5 * per_run)) == 2 * per_run
+    with pytest.raises(ValueError, match=r"buffer_size"):  # through experiments.run
+        experiments.check_inputs(cfg, env, experiments.stack_keys(0, 10**6), None)
 
 
 def test_check_finite_names_the_earliest_update_the_cause_and_the_metric():

@@ -202,6 +202,18 @@ def place_runs(args: tuple, run_args: Sequence[bool], num_runs: int,
     return placed, size
 
 
+def run_sharding(devices: list[jax.Device]) -> Optional[NamedSharding]:
+    """The sharding of a vmapped run state on ``devices`` under ``shard="runs"``:
+    every leaf split along its leading run axis; ``None`` on one device of one
+    process (nothing to split). ``place_runs`` places the run arguments so, and
+    the initial state is made so: left to XLA's propagation, the leaves that do not
+    depend on the keys (a replay buffer's zeros, Adam's moments) come out
+    replicated, a whole copy of every run's buffer on each device."""
+    if len(devices) == 1 and jax.process_count() == 1:
+        return None
+    return NamedSharding(Mesh(np.asarray(devices), (RUN_AXIS,)), PartitionSpec(RUN_AXIS))
+
+
 def drop_padding(tree: Any, num_runs: int) -> Any:
     """The first ``num_runs`` entries of every leaf's leading axis."""
     return jax.tree.map(lambda x: x[:num_runs], tree)

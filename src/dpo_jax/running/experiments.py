@@ -37,7 +37,7 @@ from dpo_jax.running.progress import DISCARD, ProgressPrinter, interval
 from dpo_jax.running.results import exact_env_steps
 from dpo_jax.training import faults
 from dpo_jax.training.chunks import valid_rows
-from dpo_jax.training.memory import check_memory
+from dpo_jax.training.memory import check_baseline_memory, check_memory
 from dpo_jax.training.trainer import (
     AnyConfig,
     TrainResult,
@@ -86,6 +86,7 @@ class Placement(NamedTuple):
     constrain: Any
     devices: list
     shard: str = "runs"
+    state_sharding: Any = None  # the run state's (sharding.run_sharding), or None
 
 
 def env_is_pytree(env: MultiAgentEnv) -> bool:
@@ -119,6 +120,8 @@ def check_inputs(cfg: AnyConfig, env: MultiAgentEnv, keys: Any,
         validate_objective_params(obj, num_agents=env.num_agents, runs=num_runs)
     if isinstance(cfg, TrainConfig):
         check_memory(cfg, env, rollout_length(cfg, env), num_runs)
+    else:
+        check_baseline_memory(cfg, env, num_runs)
     return cfg, keys, num_runs
 
 
@@ -149,7 +152,8 @@ def place(cfg: AnyConfig, env: MultiAgentEnv, keys: jax.Array,
     devices = sharding.balanced_devices(num_runs, devices)
     run_args = (True, True, False) if env_as_arg else (True, True)
     placed, padded = sharding.place_runs(args, run_args, num_runs, devices, note)
-    return Placement(placed, in_axes, padded, sharding.no_constraint, devices, shard)
+    return Placement(placed, in_axes, padded, sharding.no_constraint, devices, shard,
+                     sharding.run_sharding(devices))
 
 
 def run(
@@ -392,14 +396,15 @@ class _ChunkedRun:
         t0 = time.perf_counter()
         init, _ = program_cache.compiled(
             _program_key("init", self.cfg, self.env, self.placement, self.plan.chunk),
-            self.env, lambda: jax.jit(jax.vmap(self.trainer.init, in_axes=in_axes)
+            self.env, lambda: jax.jit(jax.vmap(self.trainer.init, in_axes=in_axes),
+                                      out_shardings=self.placement.state_sharding
                                       ).lower(*args).compile())
         state = init(*args)
         program, _ = program_cache.compiled(
             _program_key("run", self.cfg, self.env, self.placement, self.plan.chunk),
             self.env, lambda: jax.jit(jax.vmap(self.trainer.run,
-                                               in_axes=(0, None) + in_axes[1:])
-                                      ).lower(state, jnp.int32(0), *args[1:]).compile())
+                                               in_axes=(0, None) + in_axes[1:]),
+                                      donate_argnums=0).lower(state, jnp.int32(0), *args[1:]).compile())
         return state, program, time.perf_counter() - t0
 
     def _resume(self, state: Any, like: Mapping[str, Any]

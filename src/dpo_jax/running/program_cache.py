@@ -101,6 +101,13 @@ def cached_env(name: str, kwargs: Mapping[str, Any], make: Callable[[], MultiAge
     return env
 
 
+def entries() -> list[tuple[Hashable, Any]]:
+    """The cached ``(key, compiled program)`` pairs, least recently used first: to
+    inspect a program (``memory_analysis()``, ``input_shardings``)."""
+    with _PROGRAMS.lock:
+        return [(key, program) for key, (program, _) in _PROGRAMS.items.items()]
+
+
 def info() -> dict[str, int]:
     """The program cache's ``hits``, ``misses`` (compiles) and ``size`` so far."""
     return {"hits": _PROGRAMS.hits, "misses": _PROGRAMS.misses, "size": len(_PROGRAMS.items)}

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Optional
+from typing import Any, Optional
 
 import jax
 import numpy as np
@@ -34,9 +34,15 @@ _FLOAT = 4
 _CALIBRATION = 1.35
 
 
+def _itemsize(dtype: object) -> int:
+    """Bytes per element; a typed PRNG key counts its raw ``uint32`` words."""
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return 8  # the default threefry key: two uint32 words
+    return np.dtype(dtype).itemsize
+
+
 def _tree_bytes(tree: object) -> int:
-    return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
-               for x in jax.tree.leaves(tree))
+    return sum(int(np.prod(x.shape)) * _itemsize(x.dtype) for x in jax.tree.leaves(tree))
 
 
 def env_state_bytes(env: MultiAgentEnv) -> int:
@@ -113,4 +119,61 @@ def check_memory(cfg: TrainConfig, env: MultiAgentEnv, num_steps: int,
             f"dpo_jax.training.memory) but the device has {_gib(limit)} available: lower num_envs "
             f"(about {fit} would fit), num_steps, the number of runs, or raise "
             "num_minibatches")
+    return estimate
+
+
+def estimate_baseline_bytes(cfg: Any, env: MultiAgentEnv, num_runs: int = 1) -> int:
+    """Estimated peak bytes of ``num_runs`` vmapped IQL / IDDPG runs on ``env``.
+
+    The state is counted exactly (its shapes, from ``jax.eval_shape`` of the
+    trainer's ``init``): it is dominated by the replay buffer (``buffer_size``
+    episodes for IQL, transitions for IDDPG), which the chunk program updates in
+    place (its state argument is donated). On top of it, per run: the items one
+    update collects and adds, a sampled batch with its copies, and the networks'
+    activations over a batch (forward and backward, online and target)."""
+    from dpo_jax.baselines.config import IQLConfig
+    from dpo_jax.training.trainer import make_trainer
+
+    trainer = make_trainer(cfg, env)
+    state = jax.eval_shape(trainer.init, jax.random.key(0))
+    item = _tree_bytes(state.buffer_state.experience) // cfg.buffer_size
+    if isinstance(cfg, IQLConfig):
+        collected = cfg.num_envs
+        positions = cfg.batch_size * (env.max_steps + 1) * env.num_agents  # GRU steps
+    else:
+        collected = cfg.num_envs * cfg.num_steps
+        positions = cfg.batch_size * env.num_agents * cfg.num_hidden_layers
+    temp = (item * (2 * collected + 4 * cfg.batch_size)
+            + _BASELINE_ACTIVATIONS * positions * cfg.hidden_size * _FLOAT)
+    return int(num_runs * (_tree_bytes(state) + temp))
+
+
+# float activations kept per network position and hidden unit: the GRU's gates and
+# states for the online and the target network, forward and backward (fitted to
+# XLA's memory_analysis of IQL on the paper-size game: tests/test_reliability.py)
+_BASELINE_ACTIVATIONS = 16
+
+
+def check_baseline_memory(cfg: Any, env: MultiAgentEnv, num_runs: int = 1,
+                          limit: Optional[int] = None) -> int:
+    """Raise ``ValueError`` when the IQL / IDDPG estimate exceeds ``limit`` (default:
+    the device's ``available_bytes``), naming ``buffer_size`` and the run count;
+    return the estimate in bytes."""
+    estimate = estimate_baseline_bytes(cfg, env, num_runs)
+    limit = available_bytes() if limit is None else limit
+    if limit is not None and estimate > limit:
+        name = type(cfg).__name__
+        unit = "episodes" if name == "IQLConfig" else "transitions"
+        per_run = estimate / num_runs
+        fit = int(limit // per_run)
+        runs = (f"{num_runs} runs (seeds) need" if num_runs > 1 else "one run needs")
+        raise ValueError(
+            f"{name}.buffer_size={cfg.buffer_size} {unit} on {env.name!r}: {runs} about "
+            f"{_gib(estimate)} ({_gib(per_run)} per run, the replay buffer most of it; "
+            f"estimated from the shapes, dpo_jax.training.memory) but the device has "
+            f"{_gib(limit)} available: train "
+            + (f"at most {fit} seeds per job (several jobs with --seed 0, 1, ...), "
+               if fit >= 1 else "")
+            + "lower buffer_size (a change of the algorithm's setting), or use a machine "
+              "with more memory")
     return estimate
