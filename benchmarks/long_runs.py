@@ -1,25 +1,30 @@
 """DPO against IPPO in long job folders: Welch's test and rliable, at the end and along
 the curve, with fixed references (the random policy; on the stochastic game, J*).
 
-    python benchmarks/long_runs.py RUNS/game_paper RUNS/mpe_navigation_paper ... \
-        --out benchmarks/results/long_runs.json
+    python benchmarks/long_runs.py RUNS/game_paper+RUNS/game_paper_iql \
+        RUNS/mpe_navigation_paper ... --log RUNS/game_paper.log+RUNS/game_paper_iql.log \
+        RUNS/mpe_navigation_paper.log ... --out benchmarks/results/long_runs.json
 
-Each folder is a ``dpo-jax train`` job (read with ``dpo_jax.load``). Per job:
+Each argument is a ``dpo-jax train`` job folder (read with ``dpo_jax.load``), or
+several joined with ``+`` (the same env, e.g. the policy-gradient members and IQL
+trained as two jobs), analysed as one comparison. Per comparison:
 
 - every entry's final score per run (mean over the last 10% of updates): J/J* on the
   stochastic game (exact), the episode return elsewhere; mean and 95% t-interval;
-- DPO - IPPO (and each other member - IPPO): Welch's 95% interval of the difference
-  of the means and its verdict ("DPO ahead", "IPPO ahead", "level"), at the end and
-  at ``--points`` evenly spaced places along the curve (each the mean over a window
-  of 5% of the updates around it);
+- DPO - IPPO (and each other member - IPPO; in a sweep, the IPPO entry with the same
+  labels): Welch's 95% interval of the difference
+  of the means and its verdict ("ahead", "behind", "level"), at the end and at
+  ``--points`` evenly spaced env-step counts along IPPO's curve (each member's mean
+  over the updates in a window of 5% of the env steps ending there, so that
+  entries with other batch sizes compare at the same env steps);
 - rliable on the final scores, normalised by fixed references only: on the game
   ``(J/J* - J_random/J*) / (1 - J_random/J*)`` (random policy 0, the optimum 1),
   elsewhere the return minus the random policy's; IQM with its 95% stratified-
   bootstrap interval per entry and P(member > IPPO).
 
-Also recorded per job: its command, the env steps per run, the number of sittings
-(``pg:`` header lines in the job's log, ``--log``), and the paper's budget for the
-fraction.
+Also recorded per folder: its command, status and number of sittings (the program
+header lines, ``pg:`` / ``iql:`` / ``iddpg:``, in its log, ``--log``); per comparison
+the env steps per run as a fraction of ``REFERENCE_STEPS``.
 """
 
 from __future__ import annotations
@@ -37,7 +42,19 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 WINDOW = 0.05
-"""The width of the window along the curve, as a fraction of the updates."""
+"""The width of the window along the curve, as a fraction of the env steps."""
+
+REFERENCE_STEPS = 10_000_000
+REFERENCE_SOURCE = ("the paper states no budgets; the authors' code trains "
+                    "num_env_steps = 10e6 per run unless told otherwise "
+                    "(onpolicy/config.py), and records none for these tasks")
+"""The budget the env steps are a fraction of."""
+
+PROGRAMS = ("pg: ", "iql: ", "iddpg: ")
+
+TAIL_METRICS = ("entropy", "kl", "beta_kl", "beta_sqrt", "episode_return", "greedy_return")
+"""Also recorded per entry where logged: the mean over runs of each run's mean over
+the last 10% of updates (policy entropy, KL per update, the betas, returns)."""
 
 
 def welch(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
@@ -60,51 +77,91 @@ def welch(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
 
 
 def sittings(log: Optional[pathlib.Path]) -> Optional[int]:
-    """How many times the job was started (``pg:`` header lines of its log)."""
+    """How many times the job was started: the header lines of its first program
+    (``pg:``, ``iql:`` or ``iddpg:``) in its log."""
     if log is None or not log.exists():
         return None
-    return sum(1 for line in log.read_text().splitlines() if line.startswith("pg: "))
+    heads = [line for line in log.read_text().splitlines() if line.startswith(PROGRAMS)]
+    return sum(1 for line in heads if heads and line.split()[0] == heads[0].split()[0])
 
 
-def analyse(out: pathlib.Path, points: int, reps: int, log: Optional[pathlib.Path]
-            ) -> dict[str, Any]:
+def ippo_of(entry: str) -> str:
+    """The IPPO entry an entry is compared with: the one with the same sweep labels
+    (``"dpo entropy_coef=0"`` -> ``"ippo entropy_coef=0"``; ``"dpo"`` -> ``"ippo"``)."""
+    algo, _, labels = entry.partition(" ")
+    return f"ippo {labels}" if labels else "ippo"
+
+
+def window_means(steps: np.ndarray, values: np.ndarray, stop: float, width: float
+                 ) -> np.ndarray:
+    """Each run's mean of ``values [runs, updates]`` over the updates whose env steps
+    lie in ``(stop - width, stop]`` (at least the update nearest ``stop``)."""
+    inside = (steps > stop - width) & (steps <= stop)
+    if not inside.any():
+        inside = np.arange(len(steps)) == int(np.argmin(np.abs(steps - stop)))
+    return np.nanmean(values[:, inside], axis=1)
+
+
+def analyse(outs: list[pathlib.Path], points: int, reps: int,
+            logs: list[Optional[pathlib.Path]]) -> dict[str, Any]:
+    """One comparison of the entries of ``outs`` (job folders of one env)."""
     import dpo_jax
     from dpo_jax.running import stats
     from dpo_jax.running.results import mean_ci95
 
-    res = dpo_jax.load(out)
-    summary = json.loads((out / "summary.json").read_text())
-    game = any("optimality_ratio" in m for m in res.metrics.values())
+    loaded = [dpo_jax.load(out) for out in outs]
+    res = loaded[0]
+    for other, out in zip(loaded[1:], outs[1:]):
+        if (other.spec.env, dict(other.spec.env_kwargs)) != (res.spec.env,
+                                                              dict(res.spec.env_kwargs)):
+            raise SystemExit(f"{out}: another env ({other.spec.env} "
+                             f"{dict(other.spec.env_kwargs)}) than {outs[0]}")
+    game = any("optimality_ratio" in m for r in loaded for m in r.metrics.values())
     metric = "optimality_ratio" if game else "episode_return"
-    curves = res.curves(metric)
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for r, out in zip(loaded, outs):
+        for name, curve in r.curves(metric).items():
+            if name in curves:
+                raise SystemExit(f"{out}: entry {name!r} is in two of the folders")
+            curves[name] = curve
     random = res.random_return
     reference = None
     if game:  # the random policy's J/J*, from the env's exact tables
         optimum = float(res.env.optimal_return())
         reference = {"j_star": optimum, "random_ratio": random / optimum}
+    tails: dict[str, dict[str, float]] = {}
+    for r in loaded:  # what the policies do at the end: the means over the last 10%
+        for key in TAIL_METRICS:
+            try:
+                found = r.curves(key)
+            except (KeyError, ValueError):
+                continue
+            for name, (_, values) in found.items():
+                last = values[:, -max(1, int(round(0.1 * values.shape[1]))):]
+                if np.isfinite(last).any():  # IPPO's betas are NaN: not used
+                    tails.setdefault(name, {})[key] = float(np.nanmean(last))
     entries: dict[str, Any] = {}
     for name, (steps, values) in curves.items():
         final = stats.final_scores(values)
         mean, half = mean_ci95(final)  # one run: no interval (NaN, not mean_ci95's 0)
         entries[name] = {"final": final.tolist(), "mean": float(mean),
                          "ci95": float(half) if len(final) > 1 else float("nan"),
-                         "runs": int(values.shape[0]), "env_steps": int(steps[-1])}
+                         "runs": int(values.shape[0]), "env_steps": int(steps[-1]),
+                         "tail": tails.get(name, {})}
     versus: dict[str, Any] = {}
-    if "ippo" in curves:
-        steps, ippo = curves["ippo"]
-        updates = ippo.shape[1]
-        width = max(1, int(round(updates * WINDOW)))
-        places = np.linspace(width, updates, points).round().astype(int)
-        for name, (_, values) in curves.items():
-            if name == "ippo":
-                continue
-            end = welch(entries[name]["final"], entries["ippo"]["final"])
-            along = []
-            for stop in places:
-                a = np.nanmean(values[:, stop - width:stop], axis=1)
-                b = np.nanmean(ippo[:, stop - width:stop], axis=1)
-                along.append({"env_steps": int(steps[stop - 1]), **welch(a, b)})
-            versus[name] = {"end": end, "along": along}
+    for name, (member_steps, values) in curves.items():
+        ref = ippo_of(name)
+        if name == ref or ref not in curves:
+            continue
+        steps, ippo = curves[ref]
+        width = WINDOW * float(steps[-1])
+        end = welch(entries[name]["final"], entries[ref]["final"])
+        along = []
+        for stop in np.linspace(width, float(steps[-1]), points):
+            a = window_means(member_steps, values, stop, width)
+            b = window_means(steps, ippo, stop, width)
+            along.append({"env_steps": int(round(stop)), **welch(a, b)})
+        versus[name] = {"against": ref, "end": end, "along": along}
     task = res.spec.env
     raw = {name: {task: np.asarray(e["final"])} for name, e in entries.items()}
     if game:
@@ -115,46 +172,93 @@ def analyse(out: pathlib.Path, points: int, reps: int, log: Optional[pathlib.Pat
         normalised = stats.normalize(raw, "random", {task: random})
         how = "return - random policy's return"
     iqm = stats.aggregate(normalised, reps=reps)
-    pairs = [(name, "ippo") for name in normalised if name != "ippo" and "ippo" in normalised]
+    pairs = [(name, name_ref) for name in normalised
+             for name_ref in [ippo_of(name)] if name != name_ref and name_ref in normalised]
     improvement = stats.improvement(normalised, pairs, reps=reps) if pairs else {}
+    env_steps = max(e["env_steps"] for e in entries.values())
+    folders = []
+    for out, log in zip(outs, logs):
+        summary = json.loads((out / "summary.json").read_text())
+        folders.append({"folder": out.name, "command": summary.get("command"),
+                        "machine": summary.get("machine"), "status": summary.get("status"),
+                        "sittings": sittings(log)})
     return {
-        "folder": out.name, "env": task, "env_kwargs": dict(res.spec.env_kwargs),
-        "metric": metric, "command": summary.get("command"), "machine": summary.get("machine"),
-        "status": summary.get("status"), "random_return": random, "reference": reference,
-        "sittings": sittings(log), "entries": entries, "versus_ippo": versus,
+        "name": "+".join(out.name for out in outs), "env": task,
+        "env_kwargs": dict(res.spec.env_kwargs), "metric": metric, "folders": folders,
+        "random_return": random, "reference": reference, "env_steps": env_steps,
+        "reference_steps": REFERENCE_STEPS, "fraction": env_steps / REFERENCE_STEPS,
+        "entries": entries, "versus_ippo": versus,
         "rliable": {"normalisation": how,
                     "iqm": {k: v["IQM"] for k, v in iqm.items()},
                     "probability_of_improvement": improvement}}
 
 
+ARCHIVE_FILES = ("spec.json", "summary.json", "learning_curve.png")
+
+
+def archive(folder: pathlib.Path, log: Optional[pathlib.Path], target: pathlib.Path) -> None:
+    """Copy a job's description, summary, learning curve, log and metrics (CSV,
+    gzipped, byte-stable) into ``target``; the checkpoints stay behind."""
+    import gzip
+    import shutil
+
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ARCHIVE_FILES:
+        if (folder / name).exists():
+            shutil.copyfile(folder / name, target / name)
+    if log is not None and log.exists():
+        shutil.copyfile(log, target / "train.log")
+    for csv in sorted(folder.glob("metrics*.csv")):
+        with gzip.GzipFile(target / f"{csv.name}.gz", "wb", mtime=0) as f:
+            f.write(csv.read_bytes())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("outs", nargs="+", type=pathlib.Path, help="job folders")
-    p.add_argument("--log", nargs="*", type=pathlib.Path, default=[],
-                   help="each job's log (same order), to count its sittings")
+    p.add_argument("outs", nargs="+", help="job folders, several of one env joined by +")
+    p.add_argument("--log", nargs="*", default=[],
+                   help="each job's log (same order and + joins), to count its sittings")
     p.add_argument("--points", type=int, default=10, help="places along the curve")
     p.add_argument("--reps", type=int, default=10_000, help="bootstrap resamples")
+    p.add_argument("--archive", type=pathlib.Path, default=None,
+                   help="also copy each job's small files into ARCHIVE/<folder>/ "
+                        "(ARCHIVE_FILES, the log, metrics.csv gzipped; no checkpoints)")
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path(
         "benchmarks/results/long_runs.json"))
     args = p.parse_args()
     logs = list(args.log) + [None] * (len(args.outs) - len(args.log))
-    jobs = [analyse(out, args.points, args.reps, log) for out, log in zip(args.outs, logs)]
+    jobs = []
+    for out, log in zip(args.outs, logs):
+        folders = [pathlib.Path(x) for x in out.split("+")]
+        log_files = [pathlib.Path(x) for x in log.split("+")] if log else []
+        log_files += [None] * (len(folders) - len(log_files))
+        jobs.append(analyse(folders, args.points, args.reps, log_files))
     for job in jobs:
-        print(f"\n{job['env']} ({job['folder']}, {job['metric']}, status {job['status']}, "
-              f"{job['sittings']} sittings)")
+        status = ", ".join(f"{f['folder']}: {f['status']}, {f['sittings']} sittings"
+                           for f in job["folders"])
+        print(f"\n{job['env']} ({job['metric']}; {status}; {job['env_steps']:,} steps per "
+              f"run = {job['fraction']:.0%} of {REFERENCE_STEPS:,})")
         for name, e in job["entries"].items():
             print(f"  {name:<14} {e['mean']:9.3f} +- {e['ci95']:.3f}  ({e['runs']} runs, "
                   f"{e['env_steps']:,} steps)")
         for name, v in job["versus_ippo"].items():
             end = v["end"]
-            print(f"  {name} - ippo at the end: {end['diff']:+.3f} [{end['low']:+.3f}, "
+            print(f"  {name} - {v['against']} at the end: {end['diff']:+.3f} [{end['low']:+.3f}, "
                   f"{end['high']:+.3f}] {end['verdict']}; along the curve: "
                   + " ".join(a["verdict"][0] for a in v["along"]))
+    if args.archive is not None:
+        for out, log in zip(args.outs, logs):
+            folders = [pathlib.Path(x) for x in out.split("+")]
+            log_files = [pathlib.Path(x) for x in log.split("+")] if log else []
+            for i, folder in enumerate(folders):
+                archive(folder, log_files[i] if i < len(log_files) else None,
+                        args.archive / folder.name)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": "python benchmarks/long_runs.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
-        "date": time.strftime("%Y-%m-%d"), "jobs": jobs}, indent=1))
+        "date": time.strftime("%Y-%m-%d"), "reference_steps": REFERENCE_STEPS,
+        "reference_source": REFERENCE_SOURCE, "jobs": jobs}, indent=1))
     print(f"\nwrote {args.out}")
 
 

@@ -12,6 +12,7 @@ in place and ``--check`` fails when the README differs from what the files say
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 import re
 import subprocess
@@ -851,8 +852,9 @@ def game_paper_notes() -> str:
             f"penalties never act; IPPO's clip limits each sample's ratio and it learns. A "
             f"binding penalty (`d_target` 0.01: beta_2 {beta[bound][0]:.4f} over the last 10% "
             f"of updates, at most {beta[bound][1]:.4f}, the KL {skl[bound][0]:.4f}) only slows "
-            f"the same stalled drift. The paper's budget and horizon were not run "
-            f"(`{path}`, `{sweep}`).")
+            f"the same stalled drift (`{path}`, `{sweep}`). At the full horizon and a million "
+            f"steps per run, and without the entropy bonus: [the longest runs]"
+            f"(#the-longest-runs-1m-steps-per-run-on-the-paper-size-game-2m-on-mpe).")
 
 
 def mpe_tasks() -> str:
@@ -984,6 +986,156 @@ def sweep_benchmark() -> str:
                   f"grid of this config that fits in 24 GiB is about "
                   f"{memory['largest_points_in_24_gib']:,} points x 2 seeds."]
     return "\n".join(lines + ["", source(path, d)])
+
+
+LONG_RUNS = "benchmarks/results/long_runs.json"
+
+_ALONG = {"ahead": "+", "behind": "-", "level": "=", "too few runs": "?"}
+
+
+def _long_verdict(end: dict) -> str:
+    return {"ahead": "ahead of IPPO", "behind": "behind IPPO",
+            "level": "level with IPPO"}.get(end["verdict"], end["verdict"])
+
+
+def _cell(v: list, digits: int = 3) -> str:
+    p, lo, hi = v
+    return (f"{p:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" if lo == lo and hi == hi
+            else f"{p:.{digits}f}")
+
+
+def long_runs() -> str:
+    """Per long comparison: each entry's final score, its Welch difference from IPPO
+    at the end and along the curve, and rliable's IQM and P(entry > IPPO)."""
+    d = load(LONG_RUNS)
+    out = []
+    for job in d["jobs"]:
+        game = job["metric"] == "optimality_ratio"
+        score = "J/J*" if game else "return"
+        ref = (f"J* = {job['reference']['j_star']:.2f}; the random policy's J/J* "
+               f"{job['reference']['random_ratio']:.3f}" if game
+               else f"random policy {job['random_return']:.2f}")
+        starts = ", ".join(f"`{f['folder']}` {f['sittings']}" for f in job["folders"])
+        out += [f"**{job['env']}** ({job['env_steps']:,} env steps per run, "
+                f"{job['fraction']:.0%} of {d['reference_steps']:,}; {ref}; "
+                f"starts of each job: {starts})", "",
+                f"| entry | runs | final {score} | - IPPO at the end (Welch 95%) | "
+                f"along the curve | IQM (normalised) | P(entry > IPPO) |",
+                "|---|---|---|---|---|---|---|"]
+        rl = job["rliable"]
+        for name, e in job["entries"].items():
+            v = job["versus_ippo"].get(name)
+            diff = (f"{v['end']['diff']:+.3f} [{v['end']['low']:+.3f}, "
+                    f"{v['end']['high']:+.3f}] {v['end']['verdict']}" if v else "-")
+            along = ("`" + "".join(_ALONG.get(a["verdict"], "?") for a in v["along"]) + "`"
+                     if v else "-")
+            pi = rl["probability_of_improvement"].get(f"{name},{v['against']}") if v else None
+            out.append(f"| {name} | {e['runs']} | {e['mean']:.3f} +- {e['ci95']:.3f} | "
+                       f"{diff} | {along} | {_cell(rl['iqm'][name])} | "
+                       f"{_cell(pi) if pi else '-'} |")
+        out.append("")
+    out += ["Final score: each run's mean over the last 10% of its updates, mean over runs "
+            "+- the 95% t-interval. Along the curve: at 10 evenly spaced env-step counts, "
+            "the mean over a window of 5% of the env steps ending there, Welch's 95% "
+            "interval of the difference from IPPO: `+` ahead, `-` behind, `=` level. IQM "
+            "and P: rliable with 95% stratified-bootstrap intervals on scores normalised by "
+            "fixed references only (the game: random policy 0, J* 1; MPE: the return minus "
+            "the random policy's). The budget reference: " + d["reference_source"] + ".",
+            "", source(LONG_RUNS, d)]
+    return "\n".join(out)
+
+
+LONG_RUNS_PLANNED = (
+    ("game_paper", "the paper-size stochastic game at the paper's settings"),
+    ("game_authors", "the paper-size stochastic game at the authors' (pooled samples)"),
+    ("mpe_navigation_paper", "MPE navigation at the paper's settings"),
+    ("mpe_line_paper", "MPE line at the paper's settings"),
+    ("mpe_circle_paper", "MPE circle at the paper's settings"),
+)
+"""The long comparisons of docs/reproducing.md, by their first job folder."""
+
+
+def long_runs_verdict() -> str:
+    """One sentence per long comparison: DPO against IPPO at the end and along the
+    curve; then the planned comparisons the file does not hold."""
+    d = load(LONG_RUNS)
+    lines = []
+    for job in d["jobs"]:
+        v = job["versus_ippo"].get("dpo")
+        if not v:
+            continue
+        game = job["metric"] == "optimality_ratio"
+        e = job["entries"]
+        score = "J/J*" if game else "final return"
+        along = [a["verdict"] for a in v["along"]]
+        counts = ", ".join(f"{along.count(x)} {x}" for x in ("ahead", "level", "behind")
+                           if along.count(x))
+        pi = job["rliable"]["probability_of_improvement"].get("dpo,ippo")
+        what = dict(LONG_RUNS_PLANNED).get(job["folders"][0]["folder"], job["env"])
+        lines.append(f"- {what[0].upper() + what[1:]}, {job['env_steps']:,} env steps per run "
+                     f"({job['fraction']:.0%} of {d['reference_steps']:,}), "
+                     f"{e['dpo']['runs']} seeds: DPO {score} {e['dpo']['mean']:.3f}, IPPO "
+                     f"{e['ippo']['mean']:.3f}; DPO is {_long_verdict(v['end'])} at the end "
+                     f"(difference {v['end']['diff']:+.3f}, 95% interval "
+                     f"[{v['end']['low']:+.3f}, {v['end']['high']:+.3f}]); along the curve "
+                     f"at {len(along)} points: {counts}"
+                     + (f"; P(DPO > IPPO) = {_cell(pi)}" if pi else "")
+                     + (f"; IQL {e['iql']['mean']:.3f}" if "iql" in e else "") + ".")
+    held = {job["folders"][0]["folder"]: job for job in d["jobs"]}
+    missing = [what for folder, what in LONG_RUNS_PLANNED if folder not in held]
+    if "game_paper" in held and "iql" not in held["game_paper"]["entries"]:
+        missing.insert(0, "IQL on the paper-size game")
+    if missing:
+        lines += ["", "Not in the results yet: " + "; ".join(missing) + "."]
+    return "\n".join(lines + ["", source(LONG_RUNS, d)])
+
+
+def long_runs_game_notes() -> str:
+    """What the unclipped members' policies do at the end of the paper-settings game
+    run: entropy, KL per update and betas over the last 10% of updates."""
+    d = load(LONG_RUNS)
+    job = next((j for j in d["jobs"] if j["folders"][0]["folder"] == "game_paper"), None)
+    if job is None:
+        return "The paper-settings game run is not in the results yet."
+    e = job["entries"]
+    members = [m for m in ("dpo", "ippo_kl", "dpo_no_kl") if m in e]
+    ent = [e[m]["tail"]["entropy"] for m in members]
+    kl = [e[m]["tail"]["kl"] for m in members]
+    betas = [e[m]["tail"][b] for m in members for b in ("beta_kl", "beta_sqrt")
+             if b in e[m]["tail"]]
+    actions = 5  # the paper-size game's actions per agent
+    def span(values: list[float], digits: int) -> str:
+        low, high = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
+        return low if low == high else f"{low} to {high}"
+
+    return (f"Over the last 10% of updates (means over seeds and agents) the three unclipped "
+            f"members' policy entropy is {span(ent, 2)} nats (the uniform "
+            f"policy's: ln {actions} = {math.log(actions):.2f}; IPPO's: "
+            f"{e['ippo']['tail']['entropy']:.3f}), each update moves the policy by a KL of "
+            f"{span(kl, 4)}, and their betas average {span(betas, 4)} (the floor is 0.001): "
+            f"the penalties do not act, and after a million steps the policies are still near "
+            f"uniform (`{LONG_RUNS}`).")
+
+
+def entropy_diagnostic() -> str:
+    """DPO and IPPO on the paper-size game with and without the entropy bonus."""
+    path = "benchmarks/results/long_runs/entropy_diagnostic.json"
+    d = load(path)
+    job = d["jobs"][0]
+    lines = ["| entry | runs | final J/J* | policy entropy (nats) | KL per update | "
+             "- IPPO at the end (Welch 95%) |", "|---|---|---|---|---|---|"]
+    for name, e in job["entries"].items():
+        v = job["versus_ippo"].get(name)
+        diff = (f"{v['end']['diff']:+.3f} [{v['end']['low']:+.3f}, {v['end']['high']:+.3f}] "
+                f"{v['end']['verdict']}" if v else "-")
+        lines.append(f"| {name} | {e['runs']} | {e['mean']:.3f} +- {e['ci95']:.3f} | "
+                     f"{e['tail']['entropy']:.3f} | {e['tail']['kl']:.4f} | {diff} |")
+    return "\n".join(lines + [
+        "", f"Trained by `{job['folders'][0]['command']}`: {job['env_steps']:,} env steps "
+        "per run, both coefficients in one compiled program; J/J*, entropy and KL: each run's mean "
+        "over the last 10% of updates, then the mean over runs (J/J*: +- the 95% t-interval); "
+        "the entropy and the KL are means over agents.", "",
+        source(path, d)])
 
 
 TABLES: dict[str, Callable[[], str]] = {

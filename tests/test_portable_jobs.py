@@ -253,6 +253,9 @@ def test_always_passing_resume_is_a_safe_requeue(tmp_path, cache, references):
     ok(cli(JOB + ["--resume"], cache, out))
     assert (out / "metrics.jsonl").read_text() == (references["1"] / "metrics.jsonl").read_text()
     assert not any(p.name.startswith(".dpo-jax.lock") for p in out.iterdir())
+    again = ok(cli(JOB + ["--resume"], cache, out))  # a finished job: says so, keeps it
+    assert "were done already: nothing trained" in again.stdout and "nan" not in again.stdout
+    assert (out / "metrics.jsonl").read_text() == (references["1"] / "metrics.jsonl").read_text()
 
 
 def test_bad_paths_and_variables_are_named_with_exit_2(tmp_path, cache):

@@ -125,7 +125,7 @@ def test_env_axis_sharding_matches_one_device():
 CHUNKED_STATE_SCRIPT = textwrap.dedent("""
     import json, os
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
-    import jax, numpy as np
+    import jax, jax.numpy as jnp, numpy as np
     import dpo_jax
     from jax.sharding import PartitionSpec
     from dpo_jax.baselines.config import IQLConfig
@@ -145,7 +145,23 @@ CHUNKED_STATE_SCRIPT = textwrap.dedent("""
     specs |= {str(s.spec) for s in jax.tree.leaves(run.input_shardings[0][0])}
     state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(init.out_info))
     memory = run.memory_analysis()
+    # the checkpoint digest, read shard by shard, against the whole arrays' bytes
+    import hashlib
+    from jax.sharding import Mesh, NamedSharding
+    from dpo_jax.running import checkpoint
+    mesh = Mesh(np.array(jax.devices()), ("runs",))
+    x = jnp.arange(8 * 5 * 3, dtype=jnp.float32).reshape(8, 5, 3)
+    tree = {"runs": jax.device_put(x, NamedSharding(mesh, PartitionSpec("runs"))),
+            "replicated": jax.device_put(x, NamedSharding(mesh, PartitionSpec())),
+            "scalar": jnp.float32(3.0), "keys": jax.random.split(jax.random.key(0), 4),
+            "cols": jax.device_put(x, NamedSharding(mesh, PartitionSpec(None, None)))}
+    reference = hashlib.sha256()
+    for leaf in jax.tree.leaves(checkpoint._to_storable(tree)):
+        whole = np.ascontiguousarray(np.asarray(leaf))
+        reference.update(f"{whole.shape}{whole.dtype}".encode())
+        reference.update(whole.tobytes())
     print(json.dumps({
+        "digest_matches": checkpoint.state_digest(tree) == reference.hexdigest(),
         "specs": sorted(specs), "state_bytes": state_bytes,
         "argument_bytes": memory.argument_size_in_bytes,
         "alias_bytes": memory.alias_size_in_bytes,
@@ -160,7 +176,9 @@ def test_chunked_run_state_is_split_by_run_and_donated():
     """A chunked run on 4 devices keeps each run's state (a replay buffer here) on
     its own device only -- every leaf split along the run axis, not a replicated
     copy of all runs' buffers on every device -- and donates it to the chunk
-    program, which updates it in place; the metrics are the one-device run's."""
+    program, which updates it in place; the metrics are the one-device run's. The
+    checkpoint digest, which reads such a state shard by shard, equals the SHA-256
+    of the whole arrays' bytes."""
     out = subprocess.run([sys.executable, "-c", CHUNKED_STATE_SCRIPT],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -172,6 +190,7 @@ def test_chunked_run_state_is_split_by_run_and_donated():
     assert report["argument_bytes"] < 1.5 * per_device, report
     assert report["alias_bytes"] >= 0.99 * per_device, report
     assert report["max_abs_diff"] <= 1e-5, report
+    assert report["digest_matches"], report
 
 
 MULTI_PROCESS_SCRIPT = textwrap.dedent("""

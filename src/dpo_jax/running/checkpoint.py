@@ -116,15 +116,45 @@ def _from_storable(stored: Any, like: Any) -> Any:
     return treedef.unflatten([back(s, t) for s, t in zip(stored_leaves, like_leaves)])
 
 
+def _row_blocks(leaf: Any) -> list[Any]:
+    """The pieces of ``leaf`` whose C-order bytes, one after another, are the whole
+    array's: its shards in order when it is split along axis 0 only (a run-sharded
+    state; replicas counted once), else the array itself. No piece is assembled
+    into a copy of the whole array."""
+    shards = getattr(leaf, "addressable_shards", None)
+    if not shards or len(shards) == 1 or not getattr(leaf, "is_fully_addressable", False):
+        return [leaf]
+    blocks: dict[int, Any] = {}
+    for shard in shards:
+        index = shard.index
+        if any(s != slice(None) and (s.start or 0, s.stop) != (0, dim)
+               for s, dim in zip(index[1:], leaf.shape[1:])):
+            return [leaf]  # split along another axis: read it whole
+        first = index[0] if index else slice(None)
+        blocks.setdefault(first.start or 0, shard.data)
+    starts = sorted(blocks)
+    stops = [starts[i + 1] for i in range(len(starts) - 1)] + [leaf.shape[0] if leaf.shape
+                                                                 else 1]
+    if starts[0] != 0 or any(blocks[a].shape[0] != b - a for a, b in zip(starts, stops)
+                             if blocks[a].ndim):
+        return [leaf]
+    return [blocks[a] for a in starts]
+
+
 def state_digest(state: Any) -> str:
     """SHA-256 over the shapes, dtypes and bytes of every array of ``state`` (in
-    storable form, gathered across processes), in tree order."""
+    storable form, gathered across processes), in tree order. A run-sharded leaf is
+    read shard by shard and hashed from its own memory (the digest is the same as
+    of the assembled array), so that a multi-gigabyte replay buffer is not copied
+    twice more to be hashed."""
     digest = hashlib.sha256()
     leaves = jax.tree.leaves(sharding.gather(_to_storable(state)))
     for leaf in leaves:
-        array = np.ascontiguousarray(np.asarray(leaf))
-        digest.update(f"{array.shape}{array.dtype}".encode())
-        digest.update(array.tobytes())
+        shape = tuple(np.shape(leaf)) or (1,)  # as np.ascontiguousarray reads a scalar
+        digest.update(f"{shape}{np.dtype(leaf.dtype)}".encode())
+        for block in _row_blocks(leaf):
+            array = np.ascontiguousarray(np.asarray(block))
+            digest.update(memoryview(array).cast("B"))
     return digest.hexdigest()
 
 

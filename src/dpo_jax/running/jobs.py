@@ -416,8 +416,12 @@ def _train_program(program: Program, results: Results, summary: dict, out: Optio
         report(f"  {name}: {headline}final return {mean:.3f} {spread}; random policy "
                f"{results.random_return:.3f})")
     summary["programs"][program.name] = record
-    report(f"  compile {run.compile_s:.1f} s, train {run.run_s:.1f} s "
-           f"({run.env_steps_per_s:,.0f} env steps/s)")
+    if run.env_steps_per_s == run.env_steps_per_s:  # NaN: no update trained in this call
+        report(f"  compile {run.compile_s:.1f} s, train {run.run_s:.1f} s "
+               f"({run.env_steps_per_s:,.0f} env steps/s)")
+    else:
+        report(f"  compile {run.compile_s:.1f} s; all {n_updates} updates were done "
+               f"already: nothing trained")
     if done < n_updates:
         report(f"  stopped after {done} of {n_updates} updates: continue with resume=True "
                f"(--resume)")
