@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -111,6 +112,22 @@ def test_no_sound_checkpoint_is_an_error_naming_them(tmp_path, cache):
     assert resumed.returncode == 2
     assert "no sound checkpoint" in resumed.stderr and "update_00000002" in resumed.stderr
     assert "Traceback" not in resumed.stderr
+
+
+def test_a_job_stopped_in_its_first_save_starts_over(tmp_path, cache):
+    """Killed while writing its first checkpoint (a state folder, no manifest):
+    nothing was kept, so --resume trains from update 0, says why, and ends with the
+    logs of an uninterrupted run."""
+    reference, out = tmp_path / "reference", tmp_path / "job"
+    assert cli(JOB, cache, reference).returncode == 0
+    assert cli(JOB + ["--stop-after", "2"], cache, out).returncode == 0
+    # as if the process died while saving the state (its chunk's metrics were written)
+    shutil.rmtree(out / "checkpoints" / "manifests")
+    resumed = cli(JOB + ["--resume"], cache, out)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "update_00000002 is incomplete" in resumed.stderr
+    assert "starts from update 0" in resumed.stderr
+    assert rows(out) == rows(reference)
 
 
 # -- two jobs, one folder ------------------------------------------------------------

@@ -684,8 +684,10 @@ def restore_latest(folder: str | pathlib.Path, like_state: Any,
                    like_metrics: Optional[Mapping[str, Any]] = None,
                    num_runs: Optional[int] = None) -> Optional[Restored]:
     """The newest sound checkpoint of ``folder`` (see the module docstring and
-    :func:`restore`), or ``None`` when it holds none at all. Raises
-    ``CheckpointError`` listing every checkpoint tried when none is sound."""
+    :func:`restore`), or ``None`` when it holds none at all, or only saves that a
+    stopped process left without a manifest (nothing was kept: the run starts over,
+    with a ``CheckpointWarning``). Raises ``CheckpointError`` listing every
+    checkpoint tried when there are manifests and none is sound."""
     folder = pathlib.Path(folder).absolute()
     skipped: list[str] = []
     numbers = _manifest_numbers(folder)
@@ -702,6 +704,11 @@ def restore_latest(folder: str | pathlib.Path, like_state: Any,
             skipped.append(str(err))
             continue
         return Restored(n, state, metrics, skipped, lost)
+    if skipped and not numbers:  # only saves cut short: nothing was ever kept
+        warnings.warn(f"{'; '.join(skipped)}: no checkpoint was completed, so the run "
+                      f"starts from update 0 (the next save replaces it)", CheckpointWarning,
+                      stacklevel=3)
+        return None
     if skipped:
         raise CheckpointError("no sound checkpoint to resume from: " + "; ".join(skipped))
     return None
