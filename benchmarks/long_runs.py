@@ -81,8 +81,9 @@ def sittings(log: Optional[pathlib.Path]) -> Optional[int]:
     (``pg:``, ``iql:`` or ``iddpg:``) in its log."""
     if log is None or not log.exists():
         return None
-    heads = [line for line in log.read_text().splitlines() if line.startswith(PROGRAMS)]
-    return sum(1 for line in heads if heads and line.split()[0] == heads[0].split()[0])
+    heads = [line.split()[0] for line in log.read_text().splitlines()
+             if line.startswith(PROGRAMS)]
+    return heads.count(heads[0]) if heads else 0
 
 
 def ippo_of(entry: str) -> str:
@@ -137,9 +138,11 @@ def analyse(outs: list[pathlib.Path], points: int, reps: int,
             except (KeyError, ValueError):
                 continue
             for name, (_, values) in found.items():
-                last = values[:, -max(1, int(round(0.1 * values.shape[1]))):]
-                if np.isfinite(last).any():  # IPPO's betas are NaN: not used
-                    tails.setdefault(name, {})[key] = float(np.nanmean(last))
+                try:
+                    final = stats.final_scores(values)
+                except ValueError:  # IPPO's betas are NaN: not used
+                    continue
+                tails.setdefault(name, {})[key] = float(final.mean())
     entries: dict[str, Any] = {}
     for name, (steps, values) in curves.items():
         final = stats.final_scores(values)
@@ -213,6 +216,14 @@ def archive(folder: pathlib.Path, log: Optional[pathlib.Path], target: pathlib.P
             f.write(csv.read_bytes())
 
 
+def joined(out: str, log: Optional[str]) -> tuple[list[pathlib.Path],
+                                                  list[Optional[pathlib.Path]]]:
+    """The folders of a ``+``-joined argument and their logs (``None`` where not given)."""
+    folders = [pathlib.Path(x) for x in out.split("+")]
+    logs: list[Optional[pathlib.Path]] = [pathlib.Path(x) for x in log.split("+")] if log else []
+    return folders, logs + [None] * (len(folders) - len(logs))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("outs", nargs="+", help="job folders, several of one env joined by +")
@@ -229,9 +240,7 @@ def main() -> None:
     logs = list(args.log) + [None] * (len(args.outs) - len(args.log))
     jobs = []
     for out, log in zip(args.outs, logs):
-        folders = [pathlib.Path(x) for x in out.split("+")]
-        log_files = [pathlib.Path(x) for x in log.split("+")] if log else []
-        log_files += [None] * (len(folders) - len(log_files))
+        folders, log_files = joined(out, log)
         jobs.append(analyse(folders, args.points, args.reps, log_files))
     for job in jobs:
         status = ", ".join(f"{f['folder']}: {f['status']}, {f['sittings']} sittings"
@@ -248,11 +257,8 @@ def main() -> None:
                   + " ".join(a["verdict"][0] for a in v["along"]))
     if args.archive is not None:
         for out, log in zip(args.outs, logs):
-            folders = [pathlib.Path(x) for x in out.split("+")]
-            log_files = [pathlib.Path(x) for x in log.split("+")] if log else []
-            for i, folder in enumerate(folders):
-                archive(folder, log_files[i] if i < len(log_files) else None,
-                        args.archive / folder.name)
+            for folder, log_file in zip(*joined(out, log)):
+                archive(folder, log_file, args.archive / folder.name)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": "python benchmarks/long_runs.py " + " ".join(sys.argv[1:]),

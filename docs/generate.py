@@ -17,7 +17,7 @@ import pathlib
 import re
 import subprocess
 import sys
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -586,13 +586,9 @@ def mpe_stats() -> str:
         d["aggregates"].values()))]
     lines = ["| algorithm | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
 
-    def cell(v: list) -> str:
-        p, lo, hi = v
-        return f"{p:.3f} [{lo:.3f}, {hi:.3f}]" if lo == lo and hi == hi else f"{p:.3f}"
-
     for algo, agg in d["aggregates"].items():
-        lines.append(f"| {algo} | " + " | ".join(cell(agg[m]) for m in names) + " |")
-    probs = "; ".join(f"P({pair.replace(',', ' > ')}) = {cell(v)}"
+        lines.append(f"| {algo} | " + " | ".join(_cell(agg[m]) for m in names) + " |")
+    probs = "; ".join(f"P({pair.replace(',', ' > ')}) = {_cell(v)}"
                       for pair, v in d["probability_of_improvement"].items())
     scale = {"random": "each run's final return minus the task's random-policy return "
                        "(random: " + ", ".join(f"{t} {r:.2f}" for t, r in d["random"].items())
@@ -993,6 +989,14 @@ LONG_RUNS = "benchmarks/results/long_runs.json"
 _ALONG = {"ahead": "+", "behind": "-", "level": "=", "too few runs": "?"}
 
 
+def _welch_cell(versus: Optional[dict]) -> str:
+    """A member's Welch difference from IPPO at the end, with its interval and verdict."""
+    if not versus:
+        return "-"
+    end = versus["end"]
+    return f"{end['diff']:+.3f} [{end['low']:+.3f}, {end['high']:+.3f}] {end['verdict']}"
+
+
 def _long_verdict(end: dict) -> str:
     return {"ahead": "ahead of IPPO", "behind": "behind IPPO",
             "level": "level with IPPO"}.get(end["verdict"], end["verdict"])
@@ -1025,8 +1029,7 @@ def long_runs() -> str:
         rl = job["rliable"]
         for name, e in job["entries"].items():
             v = job["versus_ippo"].get(name)
-            diff = (f"{v['end']['diff']:+.3f} [{v['end']['low']:+.3f}, "
-                    f"{v['end']['high']:+.3f}] {v['end']['verdict']}" if v else "-")
+            diff = _welch_cell(v)
             along = ("`" + "".join(_ALONG.get(a["verdict"], "?") for a in v["along"]) + "`"
                      if v else "-")
             pi = rl["probability_of_improvement"].get(f"{name},{v['against']}") if v else None
@@ -1125,11 +1128,9 @@ def entropy_diagnostic() -> str:
     lines = ["| entry | runs | final J/J* | policy entropy (nats) | KL per update | "
              "- IPPO at the end (Welch 95%) |", "|---|---|---|---|---|---|"]
     for name, e in job["entries"].items():
-        v = job["versus_ippo"].get(name)
-        diff = (f"{v['end']['diff']:+.3f} [{v['end']['low']:+.3f}, {v['end']['high']:+.3f}] "
-                f"{v['end']['verdict']}" if v else "-")
         lines.append(f"| {name} | {e['runs']} | {e['mean']:.3f} +- {e['ci95']:.3f} | "
-                     f"{e['tail']['entropy']:.3f} | {e['tail']['kl']:.4f} | {diff} |")
+                     f"{e['tail']['entropy']:.3f} | {e['tail']['kl']:.4f} | "
+                     f"{_welch_cell(job['versus_ippo'].get(name))} |")
     return "\n".join(lines + [
         "", f"Trained by `{job['folders'][0]['command']}`: {job['env_steps']:,} env steps "
         "per run, both coefficients in one compiled program; J/J*, entropy and KL: each run's mean "

@@ -86,7 +86,6 @@ class Placement(NamedTuple):
     constrain: Any
     devices: list
     shard: str = "runs"
-    state_sharding: Any = None  # the run state's (sharding.run_sharding), or None
 
 
 def env_is_pytree(env: MultiAgentEnv) -> bool:
@@ -152,8 +151,7 @@ def place(cfg: AnyConfig, env: MultiAgentEnv, keys: jax.Array,
     devices = sharding.balanced_devices(num_runs, devices)
     run_args = (True, True, False) if env_as_arg else (True, True)
     placed, padded = sharding.place_runs(args, run_args, num_runs, devices, note)
-    return Placement(placed, in_axes, padded, sharding.no_constraint, devices, shard,
-                     sharding.run_sharding(devices))
+    return Placement(placed, in_axes, padded, sharding.no_constraint, devices, shard)
 
 
 def run(
@@ -393,11 +391,14 @@ class _ChunkedRun:
         """The initial state and the chunk program (compiled once), and the compile
         time of both."""
         args, in_axes = self.placement.args, self.placement.in_axes
+        # the initial state split along the run axis (None: one device, or env sharding)
+        state_sharding = (None if self.placement.shard == "envs"
+                          else sharding.run_sharding(self.placement.devices))
         t0 = time.perf_counter()
         init, _ = program_cache.compiled(
             _program_key("init", self.cfg, self.env, self.placement, self.plan.chunk),
             self.env, lambda: jax.jit(jax.vmap(self.trainer.init, in_axes=in_axes),
-                                      out_shardings=self.placement.state_sharding
+                                      out_shardings=state_sharding
                                       ).lower(*args).compile())
         state = init(*args)
         program, _ = program_cache.compiled(

@@ -416,7 +416,7 @@ def _train_program(program: Program, results: Results, summary: dict, out: Optio
         report(f"  {name}: {headline}final return {mean:.3f} {spread}; random policy "
                f"{results.random_return:.3f})")
     summary["programs"][program.name] = record
-    if run.env_steps_per_s == run.env_steps_per_s:  # NaN: no update trained in this call
+    if not math.isnan(run.env_steps_per_s):  # NaN: no update trained in this call
         report(f"  compile {run.compile_s:.1f} s, train {run.run_s:.1f} s "
                f"({run.env_steps_per_s:,.0f} env steps/s)")
     else:

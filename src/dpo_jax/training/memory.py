@@ -122,6 +122,12 @@ def check_memory(cfg: TrainConfig, env: MultiAgentEnv, num_steps: int,
     return estimate
 
 
+# float activations kept per network position and hidden unit: the GRU's gates and
+# states for the online and the target network, forward and backward (fitted to
+# XLA's memory_analysis of IQL on the paper-size game: tests/test_reliability.py)
+_BASELINE_ACTIVATIONS = 16
+
+
 def estimate_baseline_bytes(cfg: Any, env: MultiAgentEnv, num_runs: int = 1) -> int:
     """Estimated peak bytes of ``num_runs`` vmapped IQL / IDDPG runs on ``env``.
 
@@ -146,12 +152,6 @@ def estimate_baseline_bytes(cfg: Any, env: MultiAgentEnv, num_runs: int = 1) -> 
     temp = (item * (2 * collected + 4 * cfg.batch_size)
             + _BASELINE_ACTIVATIONS * positions * cfg.hidden_size * _FLOAT)
     return int(num_runs * (_tree_bytes(state) + temp))
-
-
-# float activations kept per network position and hidden unit: the GRU's gates and
-# states for the online and the target network, forward and backward (fitted to
-# XLA's memory_analysis of IQL on the paper-size game: tests/test_reliability.py)
-_BASELINE_ACTIVATIONS = 16
 
 
 def check_baseline_memory(cfg: Any, env: MultiAgentEnv, num_runs: int = 1,
