@@ -905,6 +905,11 @@ def test_durations() -> str:
     lines += [f"| `{name}` | {r['tests']} | {r['seconds']:.0f} |" for name, r in rows]
     lines += [f"| total | {sum(r['tests'] for _, r in rows)} | "
               f"{sum(r['seconds'] for _, r in rows):.0f} |"]
+    total = sum(r["seconds"] for _, r in rows)
+    if d.get("wall_seconds"):
+        side = (f"; the files ran side by side on pytest-xdist workers, so their "
+                f"{total / 60:.1f} min add up to more" if total > d["wall_seconds"] else "")
+        lines += ["", f"The suite took {d['wall_seconds'] / 60:.1f} min of wall time{side}."]
     return "\n".join(lines + ["", source(path, d)])
 
 
