@@ -10,7 +10,14 @@ several joined with ``+`` (the same env, e.g. the policy-gradient members and IQ
 trained as two jobs), analysed as one comparison. Per comparison:
 
 - every entry's final score per run (mean over the last 10% of updates): J/J* on the
-  stochastic game (exact), the episode return elsewhere; mean and 95% t-interval;
+  stochastic game (exact, of the policy-gradient members' stochastic policies), the
+  episode return elsewhere; mean and 95% t-interval. IQL's agents are recurrent, so
+  no exact J exists for them: the J/J* IQL logs is of a memoryless proxy (its
+  Q-network from a zero hidden state and no previous action, ``iql.greedy_probs``),
+  not of the policy it plays (``jobs.MEMORYLESS_PROXY``). IQL is scored by its greedy
+  episodes' return / J* (a Monte Carlo estimate of its greedy policy's J/J*,
+  ``greedy_return``); the proxy's J/J* is recorded beside it
+  (``tail.memoryless_optimality_ratio``);
 - DPO - IPPO (and each other member - IPPO; in a sweep, the IPPO entry with the same
   labels): Welch's 95% interval of the difference
   of the means and its verdict ("ahead", "behind", "level"), at the end and at
@@ -52,9 +59,10 @@ REFERENCE_SOURCE = ("the paper states no budgets; the authors' code trains "
 
 PROGRAMS = ("pg: ", "iql: ", "iddpg: ")
 
-TAIL_METRICS = ("entropy", "kl", "beta_kl", "beta_sqrt", "episode_return", "greedy_return")
+TAIL_METRICS = ("entropy", "kl", "beta_kl", "beta_sqrt", "episode_return", "greedy_return",
+                "epsilon")
 """Also recorded per entry where logged: the mean over runs of each run's mean over
-the last 10% of updates (policy entropy, KL per update, the betas, returns)."""
+the last 10% of updates (policy entropy, KL per update, the betas, returns, IQL's epsilon)."""
 
 
 def welch(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
@@ -108,6 +116,7 @@ def analyse(outs: list[pathlib.Path], points: int, reps: int,
     """One comparison of the entries of ``outs`` (job folders of one env)."""
     import dpo_jax
     from dpo_jax.running import stats
+    from dpo_jax.running.jobs import MEMORYLESS_PROXY
     from dpo_jax.running.results import mean_ci95
 
     loaded = [dpo_jax.load(out) for out in outs]
@@ -119,17 +128,36 @@ def analyse(outs: list[pathlib.Path], points: int, reps: int,
                              f"{dict(other.spec.env_kwargs)}) than {outs[0]}")
     game = any("optimality_ratio" in m for r in loaded for m in r.metrics.values())
     metric = "optimality_ratio" if game else "episode_return"
-    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for r, out in zip(loaded, outs):
-        for name, curve in r.curves(metric).items():
-            if name in curves:
-                raise SystemExit(f"{out}: entry {name!r} is in two of the folders")
-            curves[name] = curve
     random = res.random_return
     reference = None
     if game:  # the random policy's J/J*, from the env's exact tables
         optimum = float(res.env.optimal_return())
         reference = {"j_star": optimum, "random_ratio": random / optimum}
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    scored: dict[str, str] = {}
+    memoryless: dict[str, float] = {}
+    for r, out in zip(loaded, outs):
+        found = r.curves(metric)
+        if game:
+            programs = r.entries()
+            greedy = r.curves("greedy_return") if any(
+                "greedy_return" in r.metrics[programs[n][0]] for n in programs) else {}
+            for name, (program, _) in programs.items():
+                if program not in MEMORYLESS_PROXY:
+                    continue
+                if name not in greedy:
+                    raise SystemExit(f"{out}: {program} entry {name!r} logs no greedy_return "
+                                     "(greedy_eval off): no score of its recurrent policy")
+                if name in found:
+                    memoryless[name] = float(stats.final_scores(found[name][1]).mean())
+                steps, values = greedy[name]
+                found[name] = (steps, values / optimum)
+                scored[name] = "greedy episodes' return / J* (Monte Carlo)"
+        for name, curve in found.items():
+            if name in curves:
+                raise SystemExit(f"{out}: entry {name!r} is in two of the folders")
+            curves[name] = curve
+            scored.setdefault(name, "exact J/J*" if game else "episode return")
     tails: dict[str, dict[str, float]] = {}
     for r in loaded:  # what the policies do at the end: the means over the last 10%
         for key in TAIL_METRICS:
@@ -147,10 +175,12 @@ def analyse(outs: list[pathlib.Path], points: int, reps: int,
     for name, (steps, values) in curves.items():
         final = stats.final_scores(values)
         mean, half = mean_ci95(final)  # one run: no interval (NaN, not mean_ci95's 0)
+        tail = {**tails.get(name, {}), **({"memoryless_optimality_ratio": memoryless[name]}
+                                          if name in memoryless else {})}
         entries[name] = {"final": final.tolist(), "mean": float(mean),
                          "ci95": float(half) if len(final) > 1 else float("nan"),
                          "runs": int(values.shape[0]), "env_steps": int(steps[-1]),
-                         "tail": tails.get(name, {})}
+                         "score": scored[name], "tail": tail}
     versus: dict[str, Any] = {}
     for name, (member_steps, values) in curves.items():
         ref = ippo_of(name)

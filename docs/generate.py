@@ -1042,6 +1042,19 @@ def long_runs() -> str:
                        f"{diff} | {along} | {_cell(rl['iqm'][name])} | "
                        f"{_cell(pi) if pi else '-'} |")
         out.append("")
+        for name, e in job["entries"].items():
+            if e.get("score", "").startswith("greedy"):
+                proxy = e["tail"].get("memoryless_optimality_ratio")
+                from dpo_jax.running.jobs import display_name
+
+                out += [f"{display_name(name)}'s agents are recurrent, so no exact J exists "
+                        f"for them: its "
+                        f"score is its greedy episodes' return / J* (a Monte Carlo estimate; "
+                        f"the training episodes, at epsilon {e['tail']['epsilon']:.2f}, give "
+                        f"{e['tail']['episode_return'] / job['reference']['j_star']:.3f})"
+                        + (f"; the J/J* it logs, of a memoryless proxy (its Q-network from a "
+                           f"zero hidden state and no previous action), is {proxy:.3f}"
+                           if proxy is not None else "") + ".", ""]
     out += ["Final score: each run's mean over the last 10% of its updates, mean over runs "
             "+- the 95% t-interval. Along the curve: at 10 evenly spaced env-step counts, "
             "the mean over a window of 5% of the env steps ending there, Welch's 95% "
@@ -1088,7 +1101,9 @@ def long_runs_verdict() -> str:
                      f"[{v['end']['low']:+.3f}, {v['end']['high']:+.3f}]); along the curve "
                      f"at {len(along)} points: {counts}"
                      + (f"; P(DPO > IPPO) = {_cell(pi)}" if pi else "")
-                     + (f"; IQL {e['iql']['mean']:.3f}" if "iql" in e else "") + ".")
+                     + (f"; IQL {e['iql']['mean']:.3f}"
+                        + (" (its greedy episodes)" if e["iql"].get("score", "").startswith(
+                            "greedy") else "") if "iql" in e else "") + ".")
     held = {job["folders"][0]["folder"]: job for job in d["jobs"]}
     missing = [what for folder, what in LONG_RUNS_PLANNED if folder not in held]
     if "game_paper" in held and "iql" not in held["game_paper"]["entries"]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import pathlib
 
 import numpy as np
+import pytest
 from scipy import stats
 
 PATH = pathlib.Path(__file__).parents[1] / "benchmarks" / "long_runs.py"
@@ -53,3 +55,68 @@ def test_sittings_count_the_first_program_s_headers(tmp_path):
     log.write_text("pg: 20 runs\niql: 5 runs\npg: 20 runs\niql: 5 runs\npg: 20 runs\n")
     assert long_runs.sittings(log) == 3
     assert long_runs.sittings(tmp_path / "missing.log") is None
+
+
+@pytest.fixture(scope="module")
+def game_job(tmp_path_factory):
+    """IPPO and IQL on a small stochastic game, one job folder."""
+    from dpo_jax.running import cli
+
+    out = tmp_path_factory.mktemp("long") / "job"
+    assert cli.main(["train", "stochastic_game_small", "--env-arg", "num_states=4",
+                     "episode_length=5", "--num-envs", "4", "--num-steps", "5",
+                     "--num-epochs", "1", "--num-minibatches", "1", "--total-timesteps", "200",
+                     "--algos", "ippo", "iql", "--seeds", "2", "--hidden-size", "8",
+                     "--progress", "1", "--out", str(out)]) == 0
+    return out
+
+
+def final(out: pathlib.Path, file: str, key: str) -> np.ndarray:
+    """Each run's mean over its last 10% of updates, straight from the JSONL rows."""
+    rows = [json.loads(line) for line in (out / file).read_text().splitlines()]
+    runs = sorted({r["run"] for r in rows})
+    values = [[r[key] for r in sorted(rows, key=lambda r: r["update"]) if r["run"] == run]
+              for run in runs]
+    k = max(1, int(round(len(values[0]) * 0.1)))
+    return np.array([np.mean(np.asarray(v[-k:], float)) for v in values])
+
+
+def test_a_job_with_iql_scores_its_recurrent_policy_by_greedy_episodes(game_job):
+    """On the game the PG members are scored by their exact J/J*, IQL by its greedy
+    episodes' return / J*; both read here straight from the JSONL rows."""
+    got = long_runs.analyse([game_job], points=3, reps=50, logs=[None])
+    optimum = got["reference"]["j_star"]
+    iql, ippo = got["entries"]["iql"], got["entries"]["ippo"]
+    np.testing.assert_allclose(iql["final"], final(game_job, "metrics_iql.jsonl",
+                                                   "greedy_return") / optimum, rtol=1e-6)
+    np.testing.assert_allclose(iql["tail"]["memoryless_optimality_ratio"],
+                               final(game_job, "metrics_iql.jsonl", "optimality_ratio").mean(),
+                               rtol=1e-6)
+    np.testing.assert_allclose(ippo["final"], final(game_job, "metrics.jsonl",
+                                                    "optimality_ratio"), rtol=1e-6)
+    assert iql["score"].startswith("greedy") and ippo["score"] == "exact J/J*"
+    assert got["versus_ippo"]["iql"]["against"] == "ippo"
+
+
+def test_iql_s_summaries_lead_with_its_greedy_episodes_and_name_the_proxy(game_job):
+    """summary.json and Results.summary() give IQL the J/J* of its greedy episodes and
+    keep the memoryless proxy's apart; the PG entries keep their exact J/J*."""
+    import dpo_jax
+
+    optimum = long_runs.analyse([game_job], points=3, reps=50, logs=[None])[
+        "reference"]["j_star"]
+    greedy = final(game_job, "metrics_iql.jsonl", "greedy_return") / optimum
+    proxy = final(game_job, "metrics_iql.jsonl", "optimality_ratio")
+    entries = json.loads((game_job / "summary.json").read_text())["programs"]
+    iql, ippo = entries["iql"]["entries"]["iql"], entries["pg"]["entries"]["ippo"]
+    assert iql["final_greedy_optimality_ratio_mean"] == pytest.approx(greedy.mean(), rel=1e-6)
+    assert iql["final_memoryless_optimality_ratio_mean"] == pytest.approx(proxy.mean(),
+                                                                         rel=1e-6)
+    assert "final_optimality_ratio_mean" not in iql
+    assert ippo["final_optimality_ratio_mean"] == pytest.approx(
+        final(game_job, "metrics.jsonl", "optimality_ratio").mean(), rel=1e-6)
+    table = dpo_jax.load(game_job).summary()
+    assert table.loc["iql", "final_greedy_optimality_ratio"] == pytest.approx(greedy.mean(),
+                                                                             rel=1e-6)
+    assert np.isnan(table.loc["iql", "final_optimality_ratio"])
+    assert np.isnan(table.loc["ippo", "final_greedy_optimality_ratio"])

@@ -198,11 +198,14 @@ def gradient_step(agents: QAgents, batch: Episodes, net: RNNQNetwork,
 def greedy_probs(net: RNNQNetwork, params: Any, obs: Array, cfg: IQLConfig) -> Array:
     """One-hot greedy policy ``[B, N, A]`` for observations ``[B, N, D]``, evaluated
     from a zero hidden state and no previous action, i.e. as at an episode's first
-    step. It approximates the recurrent policy by a memoryless one (exact where the
-    observation is the Markov state and the network has learnt to rely on it, as
-    in the stochastic game's one-hot states). The environments' exact metrics
-    (``exact_return``) are of this memoryless policy; ``greedy_return`` plays the
-    recurrent greedy policy itself."""
+    step. It approximates the recurrent policy by a memoryless one, exact only where
+    the network ignores its hidden state and previous action. The environments'
+    exact metrics (``exact_return``, ``optimality_ratio``) are of this memoryless
+    proxy, not of the policy IQL plays; ``greedy_return`` plays the recurrent greedy
+    policy itself, and job summaries lead with its J/J* (``jobs.MEMORYLESS_PROXY``).
+    The two can differ widely: on the paper-size game (``--preset paper``, 1M steps)
+    the proxy's J/J* was 0.14 where the greedy episodes gave 0.56
+    (``benchmarks/results/long_runs.json``)."""
     zeros = jnp.zeros(obs.shape[:-1] + (cfg.hidden_size,))
     last = jnp.zeros(obs.shape[:-1] + (net.num_actions,))
     _, q = act(net, params, zeros, agent_inputs(obs, last, cfg.obs_last_action))

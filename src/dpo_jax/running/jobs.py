@@ -40,6 +40,22 @@ from dpo_jax.training.trainer import make_train, num_updates, rollout_length
 Report = Callable[[str], None]
 LABEL_NAMES = {"dpo": "DPO", "ippo": "IPPO", "ippo_kl": "IPPO-KL", "dpo_no_sqrt": "DPO w/o sqrt",
                "dpo_no_kl": "DPO w/o kl", "iql": "IQL", "iddpg": "IDDPG"}
+MEMORYLESS_PROXY = ("iql",)
+"""Programs whose agents are recurrent: no exact J exists for the policy they play, and
+the exact J/J* they log (``optimality_ratio``) is of a memoryless proxy of it (the
+Q-network from a zero hidden state and no previous action, ``iql.greedy_probs``). Their
+headline J/J* on a stochastic game is their greedy episodes' return / J*, a Monte Carlo
+estimate of their greedy policy's (:func:`greedy_ratio`)."""
+
+
+def greedy_ratio(metrics: Mapping[str, np.ndarray], env: MultiAgentEnv) -> np.ndarray:
+    """``greedy_return`` / J* (``[runs, updates]``): the J/J* of a program's greedy
+    episodes on an env that knows its optimum; a ``KeyError`` naming
+    ``greedy_eval`` when the program played none."""
+    if "greedy_return" not in metrics:
+        raise KeyError("no greedy_return logged (greedy_eval off): no J/J* of the greedy "
+                       "policy")
+    return np.asarray(metrics["greedy_return"], np.float64) / float(env.optimal_return())
 
 
 def provenance(command: Optional[str] = None) -> dict[str, str]:
@@ -114,7 +130,9 @@ class Results:
         """One row per entry: its swept values (a column per swept field), the mean
         over runs of each run's mean over the last ``last_fraction`` of updates, its
         95% CI half-width, the runs, and the random policy's return; led by the exact
-        J/J* (``optimality_ratio``) where the env knows it (the stochastic games)."""
+        J/J* (``optimality_ratio``) where the env knows it (the stochastic games). For
+        the programs of :data:`MEMORYLESS_PROXY` (IQL) a J/J* of their greedy episodes
+        (``final_greedy_optimality_ratio``) stands instead of the exact one."""
         import pandas as pd
 
         rows = []
@@ -122,6 +140,11 @@ class Results:
             "optimality_ratio" in m for m in self.metrics.values())
             else self.curves("optimality_ratio"))
         found = self.entries()
+        proxy = {e for e, (program, _) in found.items() if program in MEMORYLESS_PROXY}
+        greedy = {}  # their greedy episodes' J/J* instead
+        if exact and proxy and any("greedy_return" in self.metrics[found[e][0]] for e in proxy):
+            greedy = {e: c for e, c in self.curves("greedy_return").items() if e in proxy}
+        exact = {e: c for e, c in exact.items() if e not in proxy}
         columns = (["d_target"] if runspec.varies_d_target(self.spec) else []) + \
             runspec.swept(self.spec)
         for entry, (steps, values) in self.curves(metric).items():
@@ -132,6 +155,11 @@ class Results:
             if entry in exact:  # the exact J/J* leads where the env knows it
                 rmean, rci = summarize_final(exact[entry][1], last_fraction)
                 row.update(final_optimality_ratio=rmean, optimality_ratio_ci95=rci)
+            if entry in greedy:
+                gmean, gci = summarize_final(
+                    greedy[entry][1] / float(self.env.optimal_return()), last_fraction)
+                row.update(final_greedy_optimality_ratio=gmean,
+                           greedy_optimality_ratio_ci95=gci)
             rows.append({**row, f"final_{metric}": mean, "ci95": ci,
                          "runs": values.shape[0], "env_steps": int(steps[-1])})
         frame = pd.DataFrame(rows).set_index("entry")
@@ -408,7 +436,18 @@ def _train_program(program: Program, results: Results, summary: dict, out: Optio
         spread = (f"+- {ci:.3f} (95% CI over {len(rows)} seeds" if len(rows) > 1
                   else "(1 seed: no interval")
         headline = ""
-        if "optimality_ratio" in run.metrics:  # the exact J/J* leads where the env knows it
+        if program.name in MEMORYLESS_PROXY and "optimality_ratio" in run.metrics:
+            pmean, pci = summarize_final(run.metrics["optimality_ratio"][rows])
+            record["entries"][name].update(final_memoryless_optimality_ratio_mean=pmean,
+                                           final_memoryless_optimality_ratio_ci95=pci)
+            headline = f"a memoryless proxy's exact J/J* {pmean:.3f} (greedy_eval off); "
+            if "greedy_return" in run.metrics:
+                gmean, gci = summarize_final(greedy_ratio(run.metrics, env)[rows])
+                record["entries"][name].update(final_greedy_optimality_ratio_mean=gmean,
+                                               final_greedy_optimality_ratio_ci95=gci)
+                headline = (f"final J/J* {gmean:.3f} +- {gci:.3f} (greedy episodes; a "
+                            f"memoryless proxy's exact J/J* {pmean:.3f}); ")
+        elif "optimality_ratio" in run.metrics:  # the exact J/J* leads where the env knows it
             rmean, rci = summarize_final(run.metrics["optimality_ratio"][rows])
             record["entries"][name].update(final_optimality_ratio_mean=rmean,
                                            final_optimality_ratio_ci95=rci)

@@ -22,6 +22,13 @@ _SHOWN = (("kl", "kl", ".4f"), ("beta_kl", "beta2", ".3g"), ("greedy_return", "g
           ("epsilon", "eps", ".3f"), ("optimality_ratio", "J/J*", ".3f"))
 
 
+def _label(name: str, label: str, metrics: Mapping[str, Any]) -> str:
+    """A metric's label in a progress line: IQL (the program that logs ``greedy_return``)
+    logs the exact J/J* of a memoryless proxy of its recurrent policy, not of the policy
+    it plays (``jobs.MEMORYLESS_PROXY``), and its line says so."""
+    return "proxy J/J*" if name == "optimality_ratio" and "greedy_return" in metrics else label
+
+
 def in_notebook() -> bool:
     """Whether this process is a Jupyter kernel (where output goes to a notebook)."""
     shell = sys.modules.get("IPython")
@@ -103,7 +110,8 @@ class ProgressPrinter:
         with warnings.catch_warnings():  # no episode finished yet: NaN, quietly
             warnings.simplefilter("ignore", RuntimeWarning)
             ret = float(np.nanmean(np.asarray(metrics["episode_return"], np.float64)[runs, -1]))
-            extra = {label: f"{np.nanmean(np.asarray(metrics[name], np.float64)[runs, -1]):{fmt}}"
+            extra = {_label(name, label, metrics):
+                     f"{np.nanmean(np.asarray(metrics[name], np.float64)[runs, -1]):{fmt}}"
                      for name, label, fmt in _SHOWN if name in metrics
                      and np.isfinite(np.asarray(metrics[name], np.float64)[runs, -1]).any()}
         env_steps = int(np.asarray(metrics["env_steps"])[0, -1])
