@@ -111,3 +111,45 @@ def test_save_and_restore_keep_keys_and_zero_size_arrays(tmp_path):
     np.testing.assert_array_equal(jax.random.key_data(restored["key"]),
                                   jax.random.key_data(state["key"]))
     np.testing.assert_array_equal(metrics["loss"], np.ones((2, 3)))
+
+
+def test_the_digest_reads_a_large_leaf_in_bounded_pieces():
+    """``state_digest`` hashes a leaf in runs of whole rows of at most
+    ``DIGEST_PIECE_BYTES`` (a row alone when larger), which together are the leaf's
+    bytes in order, so a multi-GB replay buffer is never copied to the host whole."""
+    from dpo_jax.running import checkpoint
+
+    block = jnp.arange(10 * 4, dtype=jnp.float32).reshape(10, 4)  # 16-byte rows
+    for limit, most_rows in ((40, 2), (16, 1), (10, 1), (10_000, 10)):
+        pieces = [np.asarray(p) for p in checkpoint._row_pieces(block, limit)]
+        assert max(len(p) for p in pieces) == most_rows
+        np.testing.assert_array_equal(np.concatenate(pieces), np.asarray(block))
+    scalar = jnp.float32(2.0)
+    assert [np.asarray(p) for p in checkpoint._row_pieces(scalar, 1)] == [np.float32(2.0)]
+
+
+def test_a_resume_reads_the_saved_state_into_shapes_not_into_a_second_state(tmp_path,
+                                                                           monkeypatch):
+    """The initial state is freed before the saved one is read: the restore target's
+    arrays are shapes (typed keys, a few bytes, stay arrays), and the resumed run is
+    the uninterrupted one."""
+    cfg, env, keys, obj = _setup("pytree")
+    whole = experiments.run(cfg, env, keys, obj=obj, progress=False)
+    experiments.run(cfg, env, keys, obj=obj, progress=False, checkpoint_dir=tmp_path,
+                    checkpoint_every=2, stop_after=2)
+    targets = []
+    real = checkpoint.restore_latest
+
+    def spy(folder, like_state, *args, **kwargs):
+        targets.append(like_state)
+        return real(folder, like_state, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "restore_latest", spy)
+    resumed = experiments.run(cfg, env, keys, obj=obj, progress=False,
+                              checkpoint_dir=tmp_path, checkpoint_every=2, resume=True)
+    _assert_same(whole, resumed)
+    leaves = jax.tree.leaves(targets[0])
+    shapes = [x for x in leaves if isinstance(x, jax.ShapeDtypeStruct)]
+    arrays = [x for x in leaves if isinstance(x, jax.Array)]
+    assert shapes and all(jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+                          for x in arrays), [type(x) for x in leaves]

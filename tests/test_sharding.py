@@ -160,8 +160,14 @@ CHUNKED_STATE_SCRIPT = textwrap.dedent("""
         whole = np.ascontiguousarray(np.asarray(leaf))
         reference.update(f"{whole.shape}{whole.dtype}".encode())
         reference.update(whole.tobytes())
+    whole_digest = checkpoint.state_digest(tree)
+    in_pieces = []
+    for limit in (24, 130):  # a row (60 bytes) per piece; two rows per piece
+        checkpoint.DIGEST_PIECE_BYTES = limit
+        in_pieces.append(checkpoint.state_digest(tree) == reference.hexdigest())
     print(json.dumps({
-        "digest_matches": checkpoint.state_digest(tree) == reference.hexdigest(),
+        "digest_matches": whole_digest == reference.hexdigest(),
+        "digest_in_pieces_matches": all(in_pieces),
         "specs": sorted(specs), "state_bytes": state_bytes,
         "argument_bytes": memory.argument_size_in_bytes,
         "alias_bytes": memory.alias_size_in_bytes,
@@ -190,7 +196,7 @@ def test_chunked_run_state_is_split_by_run_and_donated():
     assert report["argument_bytes"] < 1.5 * per_device, report
     assert report["alias_bytes"] >= 0.99 * per_device, report
     assert report["max_abs_diff"] <= 1e-5, report
-    assert report["digest_matches"], report
+    assert report["digest_matches"] and report["digest_in_pieces_matches"], report
 
 
 MULTI_PROCESS_SCRIPT = textwrap.dedent("""

@@ -86,6 +86,20 @@ def _is_empty(x: Any) -> bool:
     return hasattr(x, "shape") and 0 in tuple(x.shape)
 
 
+def shape_of(state: Any) -> Any:
+    """``state`` as a restore target that holds no state memory: each array leaf as a
+    ``jax.ShapeDtypeStruct`` with its sharding; typed keys (a few bytes) and other
+    leaves kept. A resume passes this to :func:`restore_latest`, so that the initial
+    state is freed before the saved one is read (for a replay buffer of several GB,
+    the two together would double the job's memory)."""
+    def abstract(x: Any) -> Any:
+        if _is_key(x) or not isinstance(x, jax.Array):
+            return x
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+
+    return jax.tree.map(abstract, state)
+
+
 def _to_storable(tree: Any) -> Any:
     """Typed keys as key data; zero-size arrays (e.g. MPE's empty communication
     state), which orbax refuses to save, as ``None``."""
@@ -153,9 +167,30 @@ def state_digest(state: Any) -> str:
         shape = tuple(np.shape(leaf)) or (1,)  # as np.ascontiguousarray reads a scalar
         digest.update(f"{shape}{np.dtype(leaf.dtype)}".encode())
         for block in _row_blocks(leaf):
-            array = np.ascontiguousarray(np.asarray(block))
-            digest.update(memoryview(array).cast("B"))
+            for piece in _row_pieces(block):
+                array = np.ascontiguousarray(np.asarray(piece))
+                digest.update(memoryview(array).cast("B"))
     return digest.hexdigest()
+
+
+DIGEST_PIECE_BYTES = 64 << 20
+"""The most bytes :func:`state_digest` reads into host memory at once."""
+
+
+def _row_pieces(block: Any, limit: Optional[int] = None) -> Any:
+    """``block`` in runs of whole rows (axis 0) of at most ``limit`` bytes (one row
+    if a row is larger), whose C-order bytes one after another are the block's.
+    A jax array converted to numpy whole keeps its host copy as long as the array
+    lives; a piece's copy is freed once hashed."""
+    limit = DIGEST_PIECE_BYTES if limit is None else limit
+    rows = int(block.shape[0]) if getattr(block, "ndim", 0) else 0
+    nbytes = int(np.prod(block.shape, dtype=np.int64)) * np.dtype(block.dtype).itemsize
+    if rows <= 1 or nbytes <= limit:
+        yield block
+        return
+    step = max(1, limit // (nbytes // rows))
+    for start in range(0, rows, step):
+        yield block[start:start + step]
 
 
 def file_digest(path: pathlib.Path) -> str:

@@ -162,8 +162,9 @@ def load_policies(out: str | pathlib.Path, program: str = "pg") -> Policies:
     env_arg = (env,) if env_is_pytree(env) else ()
     in_axes = (0, 0 if prog.obj is not None else None) + ((None,) if env_arg else ())
     init = jax.jit(jax.vmap(trainer.init, in_axes=in_axes))
-    state = init(prog.keys, prog.obj, *env_arg)  # the real runs; restore drops padding
-    restored = checkpoint.restore_latest(folder, state, None, num_runs=len(prog.labels))
+    # the real runs' shapes (restore drops padding); the initial state is freed at once
+    target = checkpoint.shape_of(init(prog.keys, prog.obj, *env_arg))
+    restored = checkpoint.restore_latest(folder, target, None, num_runs=len(prog.labels))
     for line in restored.skipped:
         warnings.warn(f"skipped a checkpoint: {line}", checkpoint.CheckpointWarning,
                       stacklevel=2)

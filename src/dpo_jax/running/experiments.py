@@ -400,6 +400,7 @@ class _ChunkedRun:
             self.env, lambda: jax.jit(jax.vmap(self.trainer.init, in_axes=in_axes),
                                       out_shardings=state_sharding
                                       ).lower(*args).compile())
+        self._initial_state = lambda: init(*args)
         state = init(*args)
         program, _ = program_cache.compiled(
             _program_key("run", self.cfg, self.env, self.placement, self.plan.chunk),
@@ -408,14 +409,17 @@ class _ChunkedRun:
                                       donate_argnums=0).lower(state, jnp.int32(0), *args[1:]).compile())
         return state, program, time.perf_counter() - t0
 
-    def _resume(self, state: Any, like: Mapping[str, Any]
+    def _resume(self, target: Any, like: Mapping[str, Any]
                 ) -> tuple[Any, int, list[dict[str, np.ndarray]]]:
-        """The state, first update and metrics to continue from."""
+        """The state, first update and metrics to continue from. ``target``: the
+        initial state's shapes (``checkpoint.shape_of``), so that no initial state is
+        held while a saved one is read; the initial state is made again when there is
+        nothing to resume."""
         if self.plan.folder is None or not self.plan.resume:
-            return state, 0, []
-        restored = checkpoint.restore_latest(self.plan.folder, state, like, self.num_runs)
+            return self._initial_state(), 0, []
+        restored = checkpoint.restore_latest(self.plan.folder, target, like, self.num_runs)
         if restored is None:
-            return state, 0, []
+            return self._initial_state(), 0, []
         for line in restored.skipped:
             warnings.warn(f"skipped a checkpoint: {line}", checkpoint.CheckpointWarning,
                           stacklevel=4)
@@ -451,7 +455,12 @@ class _ChunkedRun:
         state, program, compile_s = self._compile()
         like = checkpoint.metrics_like(program.out_info[1])
         self.lost: list[tuple[int, int]] = []
-        state, start, parts = self._resume(state, like)
+        if self.plan.folder is None or not self.plan.resume:
+            start, parts = 0, []
+        else:  # the initial state is freed before a saved one is read
+            target = checkpoint.shape_of(state)
+            del state
+            state, start, parts = self._resume(target, like)
         if self.plan.folder is not None:
             checkpoint.record_run(self.plan.folder, self.identity, self.layout, start,
                                   self.saved_run)
