@@ -137,22 +137,18 @@ def analyse(outs: list[pathlib.Path], points: int, reps: int,
     scored: dict[str, str] = {}
     memoryless: dict[str, float] = {}
     for r, out in zip(loaded, outs):
-        found = r.curves(metric)
-        if game:
-            programs = r.entries()
-            greedy = r.curves("greedy_return") if any(
-                "greedy_return" in r.metrics[programs[n][0]] for n in programs) else {}
-            for name, (program, _) in programs.items():
-                if program not in MEMORYLESS_PROXY:
-                    continue
-                if name not in greedy:
-                    raise SystemExit(f"{out}: {program} entry {name!r} logs no greedy_return "
-                                     "(greedy_eval off): no score of its recurrent policy")
-                if name in found:
-                    memoryless[name] = float(stats.final_scores(found[name][1]).mean())
-                steps, values = greedy[name]
-                found[name] = (steps, values / optimum)
-                scored[name] = "greedy episodes' return / J* (Monte Carlo)"
+        found = r.optimality_curves() if game else r.curves(metric)
+        logged = r.curves(metric)  # on the game: IQL's memoryless proxy
+        for name, (program, _) in r.entries().items():
+            if not game or program not in MEMORYLESS_PROXY:
+                continue
+            if name not in found:
+                raise SystemExit(f"{out}: {program} entry {name!r} logs no greedy_return "
+                                 "(greedy_eval off): no score of its recurrent policy")
+            proxy = logged.get(name)
+            if proxy is not None:
+                memoryless[name] = float(stats.final_scores(proxy[1]).mean())
+            scored[name] = "greedy episodes' return / J* (Monte Carlo)"
         for name, curve in found.items():
             if name in curves:
                 raise SystemExit(f"{out}: entry {name!r} is in two of the folders")

@@ -1016,6 +1016,8 @@ def _cell(v: list, digits: int = 3) -> str:
 def long_runs() -> str:
     """Per long comparison: each entry's final score, its Welch difference from IPPO
     at the end and along the curve, and rliable's IQM and P(entry > IPPO)."""
+    from dpo_jax.running.jobs import display_name
+
     d = load(LONG_RUNS)
     out = []
     for job in d["jobs"]:
@@ -1045,8 +1047,6 @@ def long_runs() -> str:
         for name, e in job["entries"].items():
             if e.get("score", "").startswith("greedy"):
                 proxy = e["tail"].get("memoryless_optimality_ratio")
-                from dpo_jax.running.jobs import display_name
-
                 out += [f"{display_name(name)}'s agents are recurrent, so no exact J exists "
                         f"for them: its "
                         f"score is its greedy episodes' return / J* (a Monte Carlo estimate; "

@@ -411,12 +411,10 @@ class _ChunkedRun:
 
     def _resume(self, target: Any, like: Mapping[str, Any]
                 ) -> tuple[Any, int, list[dict[str, np.ndarray]]]:
-        """The state, first update and metrics to continue from. ``target``: the
-        initial state's shapes (``checkpoint.shape_of``), so that no initial state is
-        held while a saved one is read; the initial state is made again when there is
-        nothing to resume."""
-        if self.plan.folder is None or not self.plan.resume:
-            return self._initial_state(), 0, []
+        """The state, first update and metrics to continue from a checkpoint folder.
+        ``target``: the initial state's shapes (``checkpoint.shape_of``), so that no
+        initial state is held while a saved one is read; the initial state is made
+        again when there is nothing to resume."""
         restored = checkpoint.restore_latest(self.plan.folder, target, like, self.num_runs)
         if restored is None:
             return self._initial_state(), 0, []

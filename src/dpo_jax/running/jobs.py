@@ -114,6 +114,21 @@ class Results:
                              f"{sorted(set().union(*self.metrics.values()))}")
         return out
 
+    def optimality_curves(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Entry -> ``(env_steps, J/J*)`` on a stochastic game: the exact
+        ``optimality_ratio`` of each policy-gradient entry, and for the programs of
+        :data:`MEMORYLESS_PROXY` their greedy episodes' (:func:`greedy_ratio`; left
+        out where they played none). ``ValueError`` when no program logged a J/J*."""
+        found = self.entries()
+        out = {e: c for e, c in self.curves("optimality_ratio").items()
+               if found[e][0] not in MEMORYLESS_PROXY}
+        for entry, (program, rows) in found.items():
+            metrics = self.metrics[program]
+            if program in MEMORYLESS_PROXY and "greedy_return" in metrics:
+                steps = np.asarray(metrics["env_steps"])[rows[0]]
+                out[entry] = (steps, greedy_ratio(metrics, self.env)[rows])
+        return out
+
     def dataframe(self) -> Any:
         """Every run and update as a long pandas DataFrame: ``program``, the run's
         labels, ``update``, ``env_steps`` and every metric (agent means)."""
@@ -136,15 +151,10 @@ class Results:
         import pandas as pd
 
         rows = []
-        exact = ({} if metric != "episode_return" or not any(
+        scores = ({} if metric != "episode_return" or not any(
             "optimality_ratio" in m for m in self.metrics.values())
-            else self.curves("optimality_ratio"))
+            else self.optimality_curves())
         found = self.entries()
-        proxy = {e for e, (program, _) in found.items() if program in MEMORYLESS_PROXY}
-        greedy = {}  # their greedy episodes' J/J* instead
-        if exact and proxy and any("greedy_return" in self.metrics[found[e][0]] for e in proxy):
-            greedy = {e: c for e, c in self.curves("greedy_return").items() if e in proxy}
-        exact = {e: c for e, c in exact.items() if e not in proxy}
         columns = (["d_target"] if runspec.varies_d_target(self.spec) else []) + \
             runspec.swept(self.spec)
         for entry, (steps, values) in self.curves(metric).items():
@@ -152,14 +162,13 @@ class Results:
             program, runs = found[entry]
             row = {"entry": entry, **{field: self.labels[program][runs[0]].get(field)
                                       for field in columns}}
-            if entry in exact:  # the exact J/J* leads where the env knows it
-                rmean, rci = summarize_final(exact[entry][1], last_fraction)
-                row.update(final_optimality_ratio=rmean, optimality_ratio_ci95=rci)
-            if entry in greedy:
-                gmean, gci = summarize_final(
-                    greedy[entry][1] / float(self.env.optimal_return()), last_fraction)
-                row.update(final_greedy_optimality_ratio=gmean,
-                           greedy_optimality_ratio_ci95=gci)
+            if entry in scores:  # J/J* leads where the env knows it
+                rmean, rci = summarize_final(scores[entry][1], last_fraction)
+                if program in MEMORYLESS_PROXY:
+                    row.update(final_greedy_optimality_ratio=rmean,
+                               greedy_optimality_ratio_ci95=rci)
+                else:
+                    row.update(final_optimality_ratio=rmean, optimality_ratio_ci95=rci)
             rows.append({**row, f"final_{metric}": mean, "ci95": ci,
                          "runs": values.shape[0], "env_steps": int(steps[-1])})
         frame = pd.DataFrame(rows).set_index("entry")
