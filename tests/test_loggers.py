@@ -64,6 +64,44 @@ def test_jsonl_and_csv_rows_and_their_rebuild_from_the_checkpoint_history(tmp_pa
         loggers.JsonlLogger(tmp_path / "x.jsonl", LABELS + LABELS[:1]).write(0, _chunk(0, 1))
 
 
+def test_kept_rows_of_an_earlier_version_take_todays_columns(tmp_path):
+    """Rows kept on resume (their checkpoint metrics lost) were written by a version
+    without ``grad_norm`` and with ``old``: they are restated under today's columns,
+    by name, instead of being left under a header that the new rows do not match."""
+    earlier = {**_chunk(0, 3), "old": np.ones((2, 3), np.float32)}
+    logs = [loggers.JsonlLogger(tmp_path / "m.jsonl", LABELS),
+            loggers.CsvLogger(tmp_path / "m.csv", LABELS)]
+    for log in logs:
+        log.start(0)
+        log.write(0, earlier)
+
+    def today(first, count):
+        return {**_chunk(first, count), "grad_norm": np.full((2, count), 5.0, np.float32)}
+    history = today(0, 3)
+    history["episode_return"][:, 1] = np.nan  # update 1: lost, kept from the files
+    for log in logs:
+        log.start(3, history, lost=[(1, 2)])
+        log.write(3, today(3, 1))
+    with (tmp_path / "m.csv").open() as f:
+        lines = list(csv.reader(f))
+    header, table = lines[0], [dict(zip(lines[0], line)) for line in lines[1:]]
+    assert all(len(line) == len(header) for line in lines)
+    assert "old" not in header and "grad_norm" in header
+    assert [r["grad_norm"] for r in table if r["update"] == "1"] == ["nan", "nan"]
+    assert [r["grad_norm"] for r in table if r["update"] == "3"] == ["5", "5"]
+    assert [r["episode_return"] for r in table if r["update"] == "1"] == ["1", "2"]
+    assert [float(r["kl"]) for r in table if r["update"] == "1"] == pytest.approx([0.1, 0.2])
+    rows = loggers.read_jsonl(tmp_path / "m.jsonl")
+    kept = [r for r in rows if r["update"] == 1]
+    assert [r["episode_return"] for r in kept] == [1.0, 2.0]
+    assert all(r["grad_norm"] is None and "old" not in r for r in kept)
+    assert [list(r) for r in kept] == [list(r) for r in rows if r["update"] == 3]
+    # rows that cannot be restated are refused, not appended under another header
+    csv_log = loggers.CsvLogger(tmp_path / "m.csv", LABELS)
+    with pytest.raises(ValueError, match="has the header"):
+        csv_log.write(4, earlier)
+
+
 def _tfrecords(path):
     """Records of a TFRecord file: u64 length, u32 crc, data, u32 crc."""
     data = path.read_bytes()

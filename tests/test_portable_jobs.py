@@ -7,6 +7,7 @@ forced CPU devices."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -192,6 +193,49 @@ def test_a_job_of_an_earlier_version_resumes(version, tmp_path, cache, reference
     assert np.array_equal(got[:, :2], same[:, :2])
     np.testing.assert_allclose(got[:, 2:3], same[:, 2:3], rtol=1e-3, atol=1e-4)
     assert np.isfinite(got).all()
+
+
+NEWER = """# a later dpo-jax, which logs one metric more (extra, 7.0 at every update)
+import sys
+import jax.numpy as jnp
+from dpo_jax.training import trainer
+from dpo_jax.running.cli import main
+exact = trainer.policy_metrics
+trainer.policy_metrics = lambda *a: {**exact(*a), "extra": jnp.float32(7.0)}
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_later_version_that_logs_another_metric_resumes_without_loss(tmp_path, cache,
+                                                                       references):
+    """Its new metric is null where the earlier version saved, every other metric and
+    the step count go on, and the CSV rows kept from the file (the checkpoint's
+    metrics of updates 2..3 lost) move under the new header."""
+    out = tmp_path / "job"
+    ok(cli(JOB + ["--stop-after", "4"], cache, out))
+    (out / "checkpoints" / "metrics" / "metrics_00000002_00000004.npz").unlink()
+    script = tmp_path / "newer.py"
+    script.write_text(NEWER)
+    env = {**os.environ, "DPO_JAX_CACHE_DIR": cache, "DPO_JAX_CPU_DEVICES": "1"}
+    resumed = ok(subprocess.run([sys.executable, str(script), *JOB, "--resume", "--out",
+                                 str(out)], capture_output=True, text=True, timeout=600,
+                                env=env))
+    assert "updates 0..1 were saved by a version that did not log ['extra']" in resumed.stderr
+    assert "metrics of updates 2..3 are lost" in resumed.stderr
+    assert "updates 0..1 are lost" not in resumed.stderr
+    rows, same = (loggers.read_jsonl(folder / "metrics.jsonl") for folder in (out, references["1"]))
+    assert [r["extra"] for r in rows] == [None] * 12 + [7.0] * 6
+    assert [r["env_steps"] for r in rows] == [r["env_steps"] for r in same]
+    assert [r["episode_return"] for r in rows[:12]] == [r["episode_return"] for r in same[:12]]
+    with (out / "metrics.csv").open() as f:
+        lines = list(csv.reader(f))
+    with (references["1"] / "metrics.csv").open() as f:
+        reference = list(csv.DictReader(f))
+    table = [dict(zip(lines[0], line)) for line in lines[1:]]
+    assert all(len(line) == len(lines[0]) for line in lines)
+    assert [r["extra"] for r in table] == ["nan"] * 12 + ["7"] * 6
+    for got, want in zip(table[:12], reference[:12]):
+        assert {k: got[k] for k in want} == want
 
 
 def test_a_job_of_0_1_0_is_refused_unchanged(tmp_path, cache):

@@ -21,6 +21,8 @@ library that cannot read the format, out of memory), falling back to an older
 checkpoint would hide the cause. A state needs no metrics: a metrics file that is
 lost or damaged costs only its rows (``Restored.lost`` names them; the loggers keep
 what their own files still hold), and ``dpo-jax eval`` reads no metrics at all. A
+metric that a later version added is not damage: the updates an earlier version
+saved have it NaN (``Restored.unlogged`` names them) and keep every other metric. A
 save moves anything unreadable that is in its way aside (``.<name>.damaged-<time>``),
 so a damaged entry never blocks the checkpoints after it.
 Older state folders are deleted once a newer checkpoint is complete (``keep``
@@ -508,15 +510,17 @@ def _first_words(err: Exception, limit: int = 240) -> str:
 
 class Restored(NamedTuple):
     """What :func:`restore_latest` found: the state and metrics after
-    ``updates_done`` updates, one line per checkpoint it had to skip, and the
+    ``updates_done`` updates, one line per checkpoint it had to skip, the
     update ranges ``(start, end)`` whose metrics were lost (their rows NaN, see
-    :func:`_load_metrics`) with one line each saying why."""
+    :func:`_load_metrics`) with one line each saying why, and the ranges saved by a
+    version that did not log some of today's metrics, with their names (NaN there)."""
 
     updates_done: int
     state: Any
     metrics: dict[str, np.ndarray]
     skipped: list[str]
     lost: list[tuple[int, int, str]] = []
+    unlogged: list[tuple[int, int, tuple[str, ...]]] = []
 
 
 def _read_chunk(folder: pathlib.Path, entry: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -559,11 +563,15 @@ def _lost_rows(like: Mapping[str, Any], runs: int, start: int, end: int,
 
 
 def _load_metrics(folder: pathlib.Path, updates_done: int, like: Mapping[str, Any],
-                  num_runs: int) -> tuple[dict[str, np.ndarray], list[tuple[int, int, str]]]:
+                  num_runs: int) -> tuple[dict[str, np.ndarray], list[tuple[int, int, str]],
+                                          list[tuple[int, int, tuple[str, ...]]]]:
     """The metrics of updates ``0 .. updates_done - 1`` of the ``num_runs`` real runs,
     from the chunk files that the manifests up to ``updates_done`` name, each checked
-    against its digest, and the ranges whose file (or manifest) is lost or damaged,
-    filled by :func:`_lost_rows`."""
+    against its digest; the ranges whose file (or manifest) is lost or damaged,
+    filled by :func:`_lost_rows`; and the ranges whose sound file lacks some of
+    ``like``'s metrics, with their names: a version that did not log them saved it
+    (a later version added a metric), so only those metrics are filled there, the
+    same way, and nothing is lost."""
     by_start: dict[int, dict] = {}
     for n in _manifest_numbers(folder):
         if n <= updates_done:
@@ -584,23 +592,24 @@ def _load_metrics(folder: pathlib.Path, updates_done: int, like: Mapping[str, An
         end = min(int(entry["chunk"][1]), updates_done)
         try:
             data = _read_chunk(folder, entry)
-            missing = set(like) - set(data)
-            if missing:
-                raise CheckpointError(f"{str(folder / METRICS / entry['metrics_file'])!r} "
-                                      f"lacks {sorted(missing)}")
-            parts.append((at, end, {k: data[k][:num_runs, :end - at] for k in like}, ""))
+            parts.append((at, end, {k: data[k][:num_runs, :end - at]
+                                    for k in like if k in data}, ""))
         except CheckpointError as err:
             parts.append((at, end, None, str(err)))
         at = end
     known = [p[2]["update_steps"] for p in parts if p[2] is not None and "update_steps" in p[2]]
     steps = (np.median(np.concatenate(known, axis=1), axis=1) if known else None)
     lost = [(a, b, why) for a, b, data, why in parts if data is None]
-    chunks = [data if data is not None else _lost_rows(like, num_runs, a, b, steps)
+    unlogged = [(a, b, tuple(k for k in like if k not in data))
+                for a, b, data, _ in parts if data is not None and set(like) - set(data)]
+    chunks = [{**_lost_rows({k: v for k, v in like.items() if data is None or k not in data},
+                            num_runs, a, b, steps), **(data or {})}
               for a, b, data, _ in parts]
     if not chunks:
         return {k: np.zeros((num_runs, 0) + tuple(v.shape[2:]), v.dtype)
-                for k, v in like.items()}, lost
-    return {k: np.concatenate([c[k] for c in chunks], axis=1) for k in like}, lost
+                for k, v in like.items()}, lost, unlogged
+    return ({k: np.concatenate([c[k] for c in chunks], axis=1) for k in like}, lost,
+            unlogged)
 
 
 def _leading(tree: Any) -> Optional[int]:
@@ -648,14 +657,16 @@ def restore(folder: str | pathlib.Path, updates_done: int, like_state: Any,
     naming the file when the manifest or state is missing, unreadable or does not
     match its digests, and ``CheckpointReadError`` when the files are intact but
     cannot be read here."""
-    state, metrics, _ = _restore(folder, updates_done, like_state, like_metrics, num_runs)
+    state, metrics, _, _ = _restore(folder, updates_done, like_state, like_metrics, num_runs)
     return state, metrics
 
 
 def _restore(folder: str | pathlib.Path, updates_done: int, like_state: Any,
              like_metrics: Optional[Mapping[str, Any]], num_runs: Optional[int]
-             ) -> tuple[Any, dict[str, np.ndarray], list[tuple[int, int, str]]]:
-    """:func:`restore`, with the lost metric ranges."""
+             ) -> tuple[Any, dict[str, np.ndarray], list[tuple[int, int, str]],
+                        list[tuple[int, int, tuple[str, ...]]]]:
+    """:func:`restore`, with the lost metric ranges and those saved without some
+    metrics (``Restored.unlogged``)."""
     import orbax.checkpoint as ocp
 
     folder = pathlib.Path(folder).absolute()
@@ -701,9 +712,9 @@ def _restore(folder: str | pathlib.Path, updates_done: int, like_state: Any,
     if saved != now:
         state = sharding.pad_runs(sharding.drop_padding(state, num_runs), num_runs, now)
     if like_metrics is None:
-        return state, {}, []
-    metrics, lost = _load_metrics(folder, updates_done, like_metrics, num_runs)
-    return state, metrics, lost
+        return state, {}, [], []
+    metrics, lost, unlogged = _load_metrics(folder, updates_done, like_metrics, num_runs)
+    return state, metrics, lost, unlogged
 
 
 def _manifest_numbers(folder: pathlib.Path) -> list[int]:
@@ -734,11 +745,12 @@ def restore_latest(folder: str | pathlib.Path, like_state: Any,
                            f"process stopped while saving it)")
     for n in sorted(numbers, reverse=True):
         try:
-            state, metrics, lost = _restore(folder, n, like_state, like_metrics, num_runs)
+            state, metrics, lost, unlogged = _restore(folder, n, like_state, like_metrics,
+                                                      num_runs)
         except CheckpointError as err:
             skipped.append(str(err))
             continue
-        return Restored(n, state, metrics, skipped, lost)
+        return Restored(n, state, metrics, skipped, lost, unlogged)
     if skipped and not numbers:  # only saves cut short: nothing was ever kept
         warnings.warn(f"{'; '.join(skipped)}: no checkpoint was completed, so the run "
                       f"starts from update 0 (the next save replaces it)", CheckpointWarning,

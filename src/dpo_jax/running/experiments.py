@@ -296,6 +296,20 @@ def _logged(metrics: Mapping[str, np.ndarray], num_runs: int) -> dict[str, np.nd
     return rows
 
 
+def _by_names(ranges: Sequence[tuple[int, int, tuple[str, ...]]]) -> dict[tuple[str, ...], str]:
+    """``Restored.unlogged`` as text by metric names: ``{("extra",): "0..3, 8..9"}``,
+    adjacent ranges joined."""
+    joined: dict[tuple[str, ...], list[list[int]]] = {}
+    for start, end, names in ranges:
+        spans = joined.setdefault(names, [])
+        if spans and spans[-1][1] == start:
+            spans[-1][1] = end
+        else:
+            spans.append([start, end])
+    return {names: ", ".join(f"{a}..{b - 1}" for a, b in spans)
+            for names, spans in joined.items()}
+
+
 def _unused_betas_as_nan(rows: dict[str, np.ndarray], described: Mapping[str, Any]
                          ) -> dict[str, np.ndarray]:
     """The logged rows with ``beta_sqrt`` / ``beta_kl`` NaN (``null`` in the logs) for
@@ -429,6 +443,10 @@ class _ChunkedRun:
             warnings.warn(f"the metrics of updates {start}..{end - 1} are lost ({why}); "
                           f"the logs keep the rows their files still hold, else null",
                           checkpoint.CheckpointWarning, stacklevel=4)
+        for names, ranges in _by_names(restored.unlogged).items():
+            warnings.warn(f"updates {ranges} were saved by a version that did not log "
+                          f"{list(names)}: those metrics are null there, the others are "
+                          f"kept", checkpoint.CheckpointWarning, stacklevel=4)
         self.lost = [(start, end) for start, end, _ in restored.lost]
         self._say_layout(restored.updates_done)
         return restored.state, restored.updates_done, [restored.metrics]

@@ -147,10 +147,18 @@ class _FileLogger(Logger):
         kept = {u: rows for u, rows in kept.items() if len(rows) == len(self.labels)}
         return ([header] if kept and self.HEADER and header is not None else []), kept
 
+    def _restate(self, preamble: list[str], kept: dict[int, list[str]],
+                 history: Mapping[str, np.ndarray]) -> tuple[list[str], dict[int, list[str]]]:
+        """The kept lines in the form the ``history``'s metrics are written in (they
+        may have been written by a version that logged other metrics)."""
+        return preamble, kept
+
     def start(self, first_update: int,
               history: Optional[Mapping[str, np.ndarray]] = None,
               lost: Sequence[tuple[int, int]] = ()) -> None:
         preamble, kept = self._kept_lines(lost)
+        if kept and history is not None:
+            preamble, kept = self._restate(preamble, kept, history)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text("".join(line + "\n" for line in preamble))
         if not (first_update and history is not None):
@@ -207,6 +215,20 @@ class JsonlLogger(_FileLogger):
         except (ValueError, AttributeError):
             return None
         return update if isinstance(update, int) else None
+
+    def _restate(self, preamble: list[str], kept: dict[int, list[str]],
+                 history: Mapping[str, np.ndarray]) -> tuple[list[str], dict[int, list[str]]]:
+        """Kept rows with ``null`` for the metrics they lack, and without those that
+        ``history`` does not log."""
+        names = sorted(k for k in history if k not in SKIPPED)
+        restated = {}
+        for update, lines in kept.items():
+            rows = [json.loads(line) for line in lines]
+            restated[update] = [json.dumps(
+                {"run": row.get("run"), **{k: row.get(k) for k in self.labels[0]},
+                 "update": row.get("update"), **{n: row.get(n) for n in names}})
+                for row in rows]
+        return preamble, restated
 
     def write(self, first_update: int, metrics: Mapping[str, np.ndarray]) -> None:
         count = self._check(metrics)
@@ -267,12 +289,39 @@ class CsvLogger(_FileLogger):
         self._columns = None
         super().start(first_update, history, lost)
 
+    def _columns_of(self, metrics: Mapping[str, Any]) -> list[str]:
+        """The header of rows of these metrics: run, labels, update, metric names."""
+        label_keys = list(self.labels[0]) if self.labels else []
+        return ["run", *label_keys, "update", *sorted(k for k in metrics if k not in SKIPPED)]
+
+    def _restate(self, preamble: list[str], kept: dict[int, list[str]],
+                 history: Mapping[str, np.ndarray]) -> tuple[list[str], dict[int, list[str]]]:
+        """Kept rows under ``history``'s header: each value moved to its column by
+        name, ``nan`` for a metric the file's header lacks (a version that did not
+        log it wrote it), metrics ``history`` does not log dropped."""
+        columns = self._columns_of(history)
+        old = next(csv.reader(preamble)) if preamble else []
+        if old == columns:
+            return preamble, kept
+        header = _csv_line(columns)
+        restated = {}
+        for update, lines in kept.items():
+            rows = [dict(zip(old, values)) for values in csv.reader(lines)]
+            restated[update] = [_csv_line([row.get(c, "nan") for c in columns])
+                                for row in rows]
+        return [header], restated
+
     def write(self, first_update: int, metrics: Mapping[str, np.ndarray]) -> None:
         count = self._check(metrics)
         names = sorted(k for k in metrics if k not in SKIPPED)
-        label_keys = list(self.labels[0]) if self.labels else []
-        columns = ["run", *label_keys, "update", *names]
+        columns = self._columns_of(metrics)
         new_file = self.path.stat().st_size == 0
+        if self._columns is None and not new_file:  # rows kept by start: their header
+            with self.path.open(newline="") as f:
+                header = next(csv.reader(f), [])
+            if header != columns:
+                raise ValueError(f"CsvLogger: {str(self.path)!r} has the header {header}, "
+                                 f"but the rows to append have {columns}")
         if self._columns is None:
             self._columns = columns
         elif columns != self._columns:
@@ -287,6 +336,15 @@ class CsvLogger(_FileLogger):
                     values = [_agent_mean(metrics[n][r, k]) for n in names]
                     writer.writerow([r, *labels.values(), first_update + k,
                                      *(f"{v:.8g}" for v in values)])
+
+
+def _csv_line(values: Sequence[Any]) -> str:
+    """One CSV line (no line end), quoted as ``csv.writer`` quotes."""
+    import io
+
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(values)
+    return buffer.getvalue()
 
 
 def _require(module: str, extra: str) -> Any:
