@@ -220,14 +220,14 @@ class JsonlLogger(_FileLogger):
                  history: Mapping[str, np.ndarray]) -> tuple[list[str], dict[int, list[str]]]:
         """Kept rows with ``null`` for the metrics they lack, and without those that
         ``history`` does not log."""
-        names = sorted(k for k in history if k not in SKIPPED)
+        keys = ["run", *self.labels[0], "update",
+                *sorted(k for k in history if k not in SKIPPED)]
         restated = {}
         for update, lines in kept.items():
             rows = [json.loads(line) for line in lines]
-            restated[update] = [json.dumps(
-                {"run": row.get("run"), **{k: row.get(k) for k in self.labels[0]},
-                 "update": row.get("update"), **{n: row.get(n) for n in names}})
-                for row in rows]
+            restated[update] = [line if list(row) == keys else
+                                json.dumps({k: row.get(k) for k in keys})
+                                for line, row in zip(lines, rows)]
         return preamble, restated
 
     def write(self, first_update: int, metrics: Mapping[str, np.ndarray]) -> None:
