@@ -225,9 +225,32 @@ def analyse(outs: list[pathlib.Path], points: int, reps: int,
 ARCHIVE_FILES = ("spec.json", "summary.json", "learning_curve.png")
 
 
-def archive(folder: pathlib.Path, log: Optional[pathlib.Path], target: pathlib.Path) -> None:
+ARCHIVE_MAX_UPDATES = 1000
+"""The archived ``metrics.csv.gz`` keeps at most about this many updates per run."""
+
+
+def thinned(lines: list[str], most: int = ARCHIVE_MAX_UPDATES) -> tuple[list[str], int]:
+    """A ``metrics.csv``'s lines (header first, line ends kept) with every ``stride``-th update's rows
+    (updates ``stride - 1, 2 * stride - 1, ...`` and the last), ``stride`` the
+    smallest that keeps at most ``most`` updates (1: every row); and ``stride``."""
+    import csv
+
+    if len(lines) < 2:
+        return lines, 1
+    column = next(csv.reader(lines[:1])).index("update")
+    updates = [int(row[column]) for row in csv.reader(lines[1:])]
+    last = max(updates)
+    stride = -(-(last + 1) // most)
+    keep = [lines[0]] + [line for line, u in zip(lines[1:], updates)
+                         if u % stride == stride - 1 or u == last]
+    return keep, stride
+
+
+def archive(folder: pathlib.Path, log: Optional[pathlib.Path], target: pathlib.Path) -> int:
     """Copy a job's description, summary, learning curve, log and metrics (CSV,
-    gzipped, byte-stable) into ``target``; the checkpoints stay behind."""
+    gzipped, byte-stable, :func:`thinned` to at most ``ARCHIVE_MAX_UPDATES`` updates
+    per run) into ``target``; the checkpoints stay behind. Returns the stride of the
+    archived updates (1: all of them)."""
     import gzip
     import shutil
 
@@ -237,9 +260,13 @@ def archive(folder: pathlib.Path, log: Optional[pathlib.Path], target: pathlib.P
             shutil.copyfile(folder / name, target / name)
     if log is not None and log.exists():
         shutil.copyfile(log, target / "train.log")
+    stride = 1
     for csv in sorted(folder.glob("metrics*.csv")):
+        with csv.open(newline="") as f:  # lines with their own ends
+            lines, stride = thinned(f.readlines())
         with gzip.GzipFile(target / f"{csv.name}.gz", "wb", mtime=0) as f:
-            f.write(csv.read_bytes())
+            f.write("".join(lines).encode())
+    return stride
 
 
 def joined(out: str, log: Optional[str]) -> tuple[list[pathlib.Path],
@@ -259,7 +286,8 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=10_000, help="bootstrap resamples")
     p.add_argument("--archive", type=pathlib.Path, default=None,
                    help="also copy each job's small files into ARCHIVE/<folder>/ "
-                        "(ARCHIVE_FILES, the log, metrics.csv gzipped; no checkpoints)")
+                        "(ARCHIVE_FILES, the log, metrics.csv gzipped, at most "
+                        "ARCHIVE_MAX_UPDATES updates per run; no checkpoints)")
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path(
         "benchmarks/results/long_runs.json"))
     args = p.parse_args()
@@ -282,9 +310,10 @@ def main() -> None:
                   f"{end['high']:+.3f}] {end['verdict']}; along the curve: "
                   + " ".join(a["verdict"][0] for a in v["along"]))
     if args.archive is not None:
-        for out, log in zip(args.outs, logs):
-            for folder, log_file in zip(*joined(out, log)):
-                archive(folder, log_file, args.archive / folder.name)
+        for job, out, log in zip(jobs, args.outs, logs):
+            for record, folder, log_file in zip(job["folders"], *joined(out, log)):
+                record["archived_every"] = archive(folder, log_file,
+                                                   args.archive / folder.name)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": "python benchmarks/long_runs.py " + " ".join(sys.argv[1:]),

@@ -120,3 +120,14 @@ def test_iql_s_summaries_lead_with_its_greedy_episodes_and_name_the_proxy(game_j
                                                                              rel=1e-6)
     assert np.isnan(table.loc["iql", "final_optimality_ratio"])
     assert np.isnan(table.loc["ippo", "final_greedy_optimality_ratio"])
+
+
+def test_the_archive_keeps_every_stride_th_update_and_the_last():
+    header = "run,algo,update,kl\r\n"
+    rows = [f"{r},dpo,{u},0.5\r\n" for u in range(25) for r in range(2)]
+    kept, stride = long_runs.thinned([header] + rows, most=10)
+    assert stride == 3
+    assert kept[0] == header
+    assert [int(line.split(",")[2]) for line in kept[1:]] == [
+        u for u in (2, 5, 8, 11, 14, 17, 20, 23, 24) for _ in range(2)]
+    assert long_runs.thinned([header] + rows, most=25) == ([header] + rows, 1)
