@@ -25,7 +25,8 @@ trained as two jobs), analysed as one comparison. Per comparison:
   over the updates in a window of 5% of the env steps ending there, so that
   entries with other batch sizes compare at the same env steps);
 - rliable on the final scores, normalised by fixed references only: on the game
-  ``(J/J* - J_random/J*) / (1 - J_random/J*)`` (random policy 0, the optimum 1),
+  ``(J/J* - J_random/J*) / (1 - J_random/J*)`` (random policy 0, the optimum 1;
+  ``J_random`` the uniform policy's exact J, :func:`game_reference`),
   elsewhere the return minus the random policy's; IQM with its 95% stratified-
   bootstrap interval per entry and P(member > IPPO).
 
@@ -111,6 +112,17 @@ def window_means(steps: np.ndarray, values: np.ndarray, stop: float, width: floa
     return np.nanmean(values[:, inside], axis=1)
 
 
+def game_reference(env: Any) -> dict[str, float]:
+    """J* and the uniformly random policy's exact J/J* on a stochastic game (the same
+    for every job on the game, unlike the job's Monte Carlo ``random_return``)."""
+    import jax.numpy as jnp
+
+    optimum = float(env.optimal_return())
+    uniform = jnp.full((env.num_agents, env.num_states, env.num_actions),
+                       1.0 / env.num_actions, jnp.float32)
+    return {"j_star": optimum, "random_ratio": float(env.exact_return(uniform)) / optimum}
+
+
 def analyse(outs: list[pathlib.Path], points: int, reps: int,
             logs: list[Optional[pathlib.Path]]) -> dict[str, Any]:
     """One comparison of the entries of ``outs`` (job folders of one env)."""
@@ -130,9 +142,8 @@ def analyse(outs: list[pathlib.Path], points: int, reps: int,
     metric = "optimality_ratio" if game else "episode_return"
     random = res.random_return
     reference = None
-    if game:  # the random policy's J/J*, from the env's exact tables
-        optimum = float(res.env.optimal_return())
-        reference = {"j_star": optimum, "random_ratio": random / optimum}
+    if game:  # the random policy's J/J*, exact, from the env's tables
+        reference = game_reference(res.env)
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     scored: dict[str, str] = {}
     memoryless: dict[str, float] = {}

@@ -1068,7 +1068,7 @@ def long_runs() -> str:
 
 LONG_RUNS_PLANNED = (
     ("game_paper", "the paper-size stochastic game at the paper's settings"),
-    ("game_authors", "the paper-size stochastic game at the authors' (pooled samples)"),
+    ("game_authors", "the paper-size stochastic game at the authors' settings (pooled samples)"),
     ("mpe_navigation_paper", "MPE navigation at the paper's settings"),
     ("mpe_line_paper", "MPE line at the paper's settings"),
     ("mpe_circle_paper", "MPE circle at the paper's settings"),

@@ -131,3 +131,20 @@ def test_the_archive_keeps_every_stride_th_update_and_the_last():
     assert [int(line.split(",")[2]) for line in kept[1:]] == [
         u for u in (2, 5, 8, 11, 14, 17, 20, 23, 24) for _ in range(2)]
     assert long_runs.thinned([header] + rows, most=25) == ([header] + rows, 1)
+
+
+def test_the_random_reference_on_the_game_is_the_uniform_policys_exact_j():
+    """Against numpy: the uniform policy's expected return, step by step from the start
+    state, and J* from the env's own dynamic programming."""
+    import dpo_jax
+
+    env = dpo_jax.make_env("stochastic_game_small", num_states=4)
+    rewards = np.asarray(env.tables.rewards, np.float64)
+    moves = np.asarray(env.tables.transitions, np.float64).mean(axis=1)
+    dist, total = np.eye(env.num_states)[env.start_state], 0.0
+    for _ in range(env.episode_length):
+        total += dist @ rewards.mean(axis=1)
+        dist = dist @ moves
+    got = long_runs.game_reference(env)
+    assert got["j_star"] == env.optimal_return()
+    assert got["random_ratio"] == pytest.approx(total / env.optimal_return(), rel=1e-5)
