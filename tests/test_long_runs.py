@@ -148,3 +148,18 @@ def test_the_random_reference_on_the_game_is_the_uniform_policys_exact_j():
     got = long_runs.game_reference(env)
     assert got["j_star"] == env.optimal_return()
     assert got["random_ratio"] == pytest.approx(total / env.optimal_return(), rel=1e-5)
+
+
+def test_a_game_job_records_the_random_policy_s_exact_return(game_job):
+    """summary.json's random reference on an episodic game is the uniform policy's
+    exact J (numpy, step by step), not a Monte Carlo draw."""
+    import dpo_jax
+
+    env = dpo_jax.load(game_job).env
+    rewards = np.asarray(env.tables.rewards, np.float64).mean(axis=1)
+    moves = np.asarray(env.tables.transitions, np.float64).mean(axis=1)
+    dist, total = np.eye(env.num_states)[env.start_state], 0.0
+    for _ in range(env.episode_length):
+        total, dist = total + dist @ rewards, dist @ moves
+    summary = json.loads((game_job / "summary.json").read_text())
+    assert summary["random_return"] == pytest.approx(total, rel=1e-5)

@@ -23,6 +23,7 @@ import platform
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from dpo_jax.config import TrainConfig
@@ -77,7 +78,8 @@ class Results:
         ``experiments.RunOutput`` (``None`` for a job read back from a folder).
       metrics: program name -> metrics ``[runs, updates, ...]``.
       labels: program name -> one dict per run (``algo``, ``d_target``, ``seed``).
-      random_return: the uniformly random policy's mean episode return.
+      random_return: the uniformly random policy's expected episode return (exact on
+        an episodic stochastic game, else a mean over 256 envs).
       out: the job's folder, if any.
     """
 
@@ -357,7 +359,8 @@ def _train(spec: RunSpec, env: MultiAgentEnv, programs: list[Program],
            f"({jax.default_backend()})")
     report(f"env: {env}")
     random_return = _random_return(env, spec.seed + 1)
-    report(f"uniform random policy: mean episode return {random_return:.3f}")
+    how = "exact expected" if _exact_random(env) else "mean"
+    report(f"uniform random policy: {how} episode return {random_return:.3f}")
     results = Results(spec, env, {}, {}, {}, random_return, out)
     summary: dict[str, Any] = {**provenance(command), "env": spec.env,
                                "env_kwargs": dict(spec.env_kwargs),
@@ -383,9 +386,22 @@ def _train(spec: RunSpec, env: MultiAgentEnv, programs: list[Program],
     return results
 
 
+def _exact_random(env: MultiAgentEnv) -> bool:
+    """Whether the random policy's return is computed exactly (an episodic game)."""
+    return hasattr(env, "exact_return") and getattr(env, "resets_on_done", True)
+
+
 def _random_return(env: MultiAgentEnv, seed: int) -> float:
-    """The uniformly random policy's mean episode return over 256 envs (its program
-    kept in ``program_cache`` with the training programs)."""
+    """The uniformly random policy's expected episode return: exact on an episodic
+    stochastic game (``exact_return`` of the uniform policy: a Monte Carlo mean of the
+    game's wide rewards varies by more than the value itself between draws of 4,096
+    episodes), else its mean over 256 envs (its program kept in ``program_cache``
+    with the training programs; a never-reset game's "episodes" are windows of the
+    chain, whose mean return is not the return from the start state)."""
+    if _exact_random(env):
+        uniform = jnp.full((env.num_agents, env.num_states, env.num_actions),
+                           1.0 / env.num_actions, jnp.float32)
+        return float(env.exact_return(uniform))
     env_args = (env,) if experiments.env_is_pytree(env) else ()  # large tables: arguments
     args = (jax.random.key(seed), *env_args)
 
