@@ -114,13 +114,10 @@ def window_means(steps: np.ndarray, values: np.ndarray, stop: float, width: floa
 
 def game_reference(env: Any) -> dict[str, float]:
     """J* and the uniformly random policy's exact J/J* on a stochastic game (the same
-    for every job on the game, unlike the job's Monte Carlo ``random_return``)."""
-    import jax.numpy as jnp
-
+    for every job on the game, also on its never-reset form, whose ``random_return``
+    is a Monte Carlo mean of window returns)."""
     optimum = float(env.optimal_return())
-    uniform = jnp.full((env.num_agents, env.num_states, env.num_actions),
-                       1.0 / env.num_actions, jnp.float32)
-    return {"j_star": optimum, "random_ratio": float(env.exact_return(uniform)) / optimum}
+    return {"j_star": optimum, "random_ratio": env.uniform_return() / optimum}
 
 
 def analyse(outs: list[pathlib.Path], points: int, reps: int,

@@ -495,6 +495,13 @@ class StochasticGame(MultiAgentEnv):
         return product_policy_return(probs, self.tables, self.episode_length,
                                      self.start_state)
 
+    def uniform_return(self) -> float:
+        """J of the uniformly random policy (every agent uniform in every state):
+        the random-policy reference of an episodic game, exact."""
+        uniform = jnp.full((self.num_agents, self.num_states, self.num_actions),
+                           1.0 / self.num_actions, jnp.float32)
+        return float(self.exact_return(uniform))
+
     def policy_metrics(
         self, action_probs: Callable[[Array], Array]
     ) -> dict[str, Array]:

@@ -23,7 +23,6 @@ import platform
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from dpo_jax.config import TrainConfig
@@ -388,20 +387,18 @@ def _train(spec: RunSpec, env: MultiAgentEnv, programs: list[Program],
 
 def _exact_random(env: MultiAgentEnv) -> bool:
     """Whether the random policy's return is computed exactly (an episodic game)."""
-    return hasattr(env, "exact_return") and getattr(env, "resets_on_done", True)
+    return hasattr(env, "uniform_return") and getattr(env, "resets_on_done", True)
 
 
 def _random_return(env: MultiAgentEnv, seed: int) -> float:
     """The uniformly random policy's expected episode return: exact on an episodic
-    stochastic game (``exact_return`` of the uniform policy: a Monte Carlo mean of the
+    stochastic game (``uniform_return``: a Monte Carlo mean of the
     game's wide rewards varies by more than the value itself between draws of 4,096
     episodes), else its mean over 256 envs (its program kept in ``program_cache``
     with the training programs; a never-reset game's "episodes" are windows of the
     chain, whose mean return is not the return from the start state)."""
     if _exact_random(env):
-        uniform = jnp.full((env.num_agents, env.num_states, env.num_actions),
-                           1.0 / env.num_actions, jnp.float32)
-        return float(env.exact_return(uniform))
+        return env.uniform_return()
     env_args = (env,) if experiments.env_is_pytree(env) else ()  # large tables: arguments
     args = (jax.random.key(seed), *env_args)
 

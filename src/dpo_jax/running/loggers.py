@@ -147,6 +147,12 @@ class _FileLogger(Logger):
         kept = {u: rows for u, rows in kept.items() if len(rows) == len(self.labels)}
         return ([header] if kept and self.HEADER and header is not None else []), kept
 
+    def _columns_of(self, metrics: Mapping[str, Any]) -> list[str]:
+        """The fields of a row of these metrics, in order (the CSV header, the JSON
+        keys): run, labels, update, metric names."""
+        label_keys = list(self.labels[0]) if self.labels else []
+        return ["run", *label_keys, "update", *sorted(k for k in metrics if k not in SKIPPED)]
+
     def _restate(self, preamble: list[str], kept: dict[int, list[str]],
                  history: Mapping[str, np.ndarray]) -> tuple[list[str], dict[int, list[str]]]:
         """The kept lines in the form the ``history``'s metrics are written in (they
@@ -220,8 +226,7 @@ class JsonlLogger(_FileLogger):
                  history: Mapping[str, np.ndarray]) -> tuple[list[str], dict[int, list[str]]]:
         """Kept rows with ``null`` for the metrics they lack, and without those that
         ``history`` does not log."""
-        keys = ["run", *self.labels[0], "update",
-                *sorted(k for k in history if k not in SKIPPED)]
+        keys = self._columns_of(history)
         restated = {}
         for update, lines in kept.items():
             rows = [json.loads(line) for line in lines]
@@ -288,11 +293,6 @@ class CsvLogger(_FileLogger):
               lost: Sequence[tuple[int, int]] = ()) -> None:
         self._columns = None
         super().start(first_update, history, lost)
-
-    def _columns_of(self, metrics: Mapping[str, Any]) -> list[str]:
-        """The header of rows of these metrics: run, labels, update, metric names."""
-        label_keys = list(self.labels[0]) if self.labels else []
-        return ["run", *label_keys, "update", *sorted(k for k in metrics if k not in SKIPPED)]
 
     def _restate(self, preamble: list[str], kept: dict[int, list[str]],
                  history: Mapping[str, np.ndarray]) -> tuple[list[str], dict[int, list[str]]]:
