@@ -254,11 +254,13 @@ def thinned(lines: list[str], most: int = ARCHIVE_MAX_UPDATES) -> tuple[list[str
     return keep, stride
 
 
-def archive(folder: pathlib.Path, log: Optional[pathlib.Path], target: pathlib.Path) -> int:
+def archive(folder: pathlib.Path, log: Optional[pathlib.Path], target: pathlib.Path,
+            most: int = ARCHIVE_MAX_UPDATES) -> dict[str, int]:
     """Copy a job's description, summary, learning curve, log and metrics (CSV,
-    gzipped, byte-stable, :func:`thinned` to at most ``ARCHIVE_MAX_UPDATES`` updates
-    per run) into ``target``; the checkpoints stay behind. Returns the stride of the
-    archived updates (1: all of them)."""
+    gzipped, byte-stable, :func:`thinned` to at most ``most`` updates per run) into
+    ``target``; the checkpoints stay behind. Returns each metrics file's stride of
+    archived updates (1: all of them; a job of several programs has one file per
+    program, each with its own number of updates)."""
     import gzip
     import shutil
 
@@ -268,13 +270,13 @@ def archive(folder: pathlib.Path, log: Optional[pathlib.Path], target: pathlib.P
             shutil.copyfile(folder / name, target / name)
     if log is not None and log.exists():
         shutil.copyfile(log, target / "train.log")
-    stride = 1
+    strides = {}
     for csv in sorted(folder.glob("metrics*.csv")):
         with csv.open(newline="") as f:  # lines with their own ends
-            lines, stride = thinned(f.readlines())
+            lines, strides[csv.name] = thinned(f.readlines(), most)
         with gzip.GzipFile(target / f"{csv.name}.gz", "wb", mtime=0) as f:
             f.write("".join(lines).encode())
-    return stride
+    return strides
 
 
 def joined(out: str, log: Optional[str]) -> tuple[list[pathlib.Path],

@@ -163,3 +163,20 @@ def test_a_game_job_records_the_random_policy_s_exact_return(game_job):
         total, dist = total + dist @ rewards, dist @ moves
     summary = json.loads((game_job / "summary.json").read_text())
     assert summary["random_return"] == pytest.approx(total, rel=1e-5)
+
+
+def test_the_archive_names_each_metrics_file_s_stride(game_job, tmp_path):
+    """A folder with a PG and an IQL metrics file of other update counts: each file's
+    own stride, read back from the archived files."""
+    import gzip
+
+    strides = long_runs.archive(game_job, None, tmp_path, most=4)
+    for name, stride in strides.items():
+        full = (game_job / name).read_text().splitlines()
+        kept = gzip.decompress((tmp_path / f"{name}.gz").read_bytes()).decode().splitlines()
+        column = full[0].split(",").index("update")
+        updates = sorted({int(line.split(",")[column]) for line in full[1:]})
+        assert stride == -(-len(updates) // 4)
+        assert sorted({int(line.split(",")[column]) for line in kept[1:]}) == [
+            u for u in updates if u % stride == stride - 1 or u == updates[-1]]
+    assert set(strides) == {"metrics.csv", "metrics_iql.csv"}
