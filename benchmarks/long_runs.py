@@ -215,7 +215,8 @@ def analyse(outs: list[pathlib.Path], points: int, reps: int,
     env_steps = max(e["env_steps"] for e in entries.values())
     folders = []
     for out, log in zip(outs, logs):
-        summary = json.loads((out / "summary.json").read_text())
+        path = out / "summary.json"  # none while a job runs, or after it was killed
+        summary = json.loads(path.read_text()) if path.exists() else {"status": "unfinished"}
         folders.append({"folder": out.name, "command": summary.get("command"),
                         "machine": summary.get("machine"), "status": summary.get("status"),
                         "sittings": sittings(log)})

@@ -72,6 +72,28 @@ def test_a_crash_at_any_stage_of_a_save_loses_no_log_row(stage, tmp_path, cache,
     assert summary["status"] == "complete"
 
 
+def test_a_killed_job_reads_back_as_the_updates_it_logged(tmp_path, cache, reference):
+    """A job killed mid-way (a time limit) has no summary.json: it is written when a
+    sitting ends. Its folder still reads back, and plots, with the random policy's
+    return the job computes at its start, not with no normalisation at all."""
+    out = tmp_path / "job"
+    assert cli(JOB, cache, out, DPO_JAX_FAULT_AT="after_logs:4").returncode == 86
+    assert not (out / "summary.json").exists()
+    killed, whole = dpo_jax.load(out), dpo_jax.load(reference)
+    assert (killed.status, whole.status) == ("unfinished", "complete")
+    assert killed.random_return == json.loads(
+        (reference / "summary.json").read_text())["random_return"]
+    for name, (steps, values) in whole.curves().items():
+        got_steps, got = killed.curves()[name]
+        np.testing.assert_array_equal(got_steps, steps[:4])
+        np.testing.assert_array_equal(got, values[:, :4])
+    before = sorted((p, p.read_bytes()) for p in out.rglob("*") if p.is_file())
+    plotted = cli(["plot", str(out), "--to", str(tmp_path / "stats"), "--reps", "200"], cache)
+    assert plotted.returncode == 0, plotted.stderr[-2000:]
+    assert "normalisation reference" in plotted.stdout  # random policy 0, J* 1
+    assert sorted((p, p.read_bytes()) for p in out.rglob("*") if p.is_file()) == before
+
+
 # -- damaged checkpoints -------------------------------------------------------------
 
 def _array_files(folder: pathlib.Path) -> list[pathlib.Path]:

@@ -392,10 +392,12 @@ def plot_command(args: PlotArgs, argv: Sequence[str] = ()) -> int:
     records the command line ``argv``)."""
     import shlex
 
+    from dpo_jax.envs import make_env
     from dpo_jax.running import stats
-    from dpo_jax.running.jobs import provenance
+    from dpo_jax.running.jobs import provenance, recorded_random_return
     from dpo_jax.running.plots import plot_curves
-    from dpo_jax.running.results import read_json, save_json
+    from dpo_jax.running.results import save_json
+    from dpo_jax.running.runspec import RunSpec
     from dpo_jax.running.scripts import prepare_out_dir
 
     if not args.outs:
@@ -412,9 +414,10 @@ def plot_command(args: PlotArgs, argv: Sequence[str] = ()) -> int:
         task, scores, curves = load_scores(out, args.metric, args.last_fraction)
         if any(task in by_task for by_task in raw.values()):
             task = f"{task} ({out.name})"
-        summary = out / "summary.json"
-        if summary.exists() and args.metric == "episode_return":
-            random[task] = read_json(summary, "the job's summary")["random_return"]
+        if args.metric == "episode_return":  # also of a job killed before its summary
+            spec = RunSpec.load(out)
+            random[task], _ = recorded_random_return(
+                out, spec, make_env(spec.env, **spec.env_kwargs))
         ref = task_reference(out, args.metric, named)
         if ref is not None:
             reference[task] = ref

@@ -80,6 +80,9 @@ class Results:
       random_return: the uniformly random policy's expected episode return (exact on
         an episodic stochastic game, else a mean over 256 envs).
       out: the job's folder, if any.
+      status: ``complete``, ``stopped`` (``stop_after``), ``failed``, or, read back
+        from a folder with no ``summary.json`` (written when a sitting ends),
+        ``unfinished``: the job still runs, or was killed before it ended.
     """
 
     spec: RunSpec
@@ -89,6 +92,7 @@ class Results:
     labels: dict[str, list[dict[str, Any]]]
     random_return: float
     out: Optional[pathlib.Path] = None
+    status: Optional[str] = None
 
     def entries(self) -> dict[str, tuple[str, list[int]]]:
         """Entry name (``dpo``, ``dpo d=0.1``, ``iql``) -> (program, its run indices)."""
@@ -377,7 +381,7 @@ def _train(spec: RunSpec, env: MultiAgentEnv, programs: list[Program],
             save_json(out / "summary.json", summary)
         raise
     done = all(r["updates_done"] == r["num_updates"] for r in summary["programs"].values())
-    summary["status"] = "complete" if done else "stopped"
+    summary["status"] = results.status = "complete" if done else "stopped"
     if out is not None:
         if any(results.metrics.values()):
             results.plot(path=out / "learning_curve.png")
@@ -490,15 +494,16 @@ def _train_program(program: Program, results: Results, summary: dict, out: Optio
 
 def load(out: str | pathlib.Path) -> Results:
     """A job folder (``dpo-jax train`` or ``train(out=...)``) read back as
-    :class:`Results`, from its ``metrics*.jsonl`` logs and ``summary.json``."""
+    :class:`Results`, from its ``metrics*.jsonl`` logs and ``summary.json``; a job
+    that still runs or was killed reads back as the updates it has logged, with
+    ``status`` ``unfinished``."""
     from dpo_jax.running.loggers import read_jsonl
-    from dpo_jax.running.results import read_json
 
     out = pathlib.Path(out)
     spec = RunSpec.load(out)
     env = make_env(spec.env, **spec.env_kwargs)
-    summary = read_json(out / "summary.json", "the job's summary")
-    results = Results(spec, env, {}, {}, {}, float(summary["random_return"]), out)
+    random_return, status = recorded_random_return(out, spec, env)
+    results = Results(spec, env, {}, {}, {}, random_return, out, status)
     for program in runspec.plan(spec, env):
         suffix = "" if program.name == "pg" else f"_{program.name}"
         path = out / f"metrics{suffix}.jsonl"
@@ -509,6 +514,22 @@ def load(out: str | pathlib.Path) -> Results:
                                                          runspec.label_keys(spec))
         results.labels[program.name] = program.labels
     return results
+
+
+def recorded_random_return(out: pathlib.Path, spec: RunSpec, env: MultiAgentEnv
+                           ) -> tuple[float, str]:
+    """A job folder's random-policy return and status, from its ``summary.json``; a
+    job that has none (it still runs, or was killed before a sitting ended: the
+    summary is written at the end of each) gets the return computed as the job
+    computes it at its start (:func:`_random_return`, same seed) and the status
+    ``unfinished``, so that the updates it logged can be read and compared."""
+    from dpo_jax.running.results import read_json
+
+    path = out / "summary.json"
+    if not path.exists():
+        return _random_return(env, spec.seed + 1), "unfinished"
+    summary = read_json(path, "the job's summary")
+    return float(summary["random_return"]), str(summary.get("status", "unknown"))
 
 
 def _rows_to_metrics(rows: list[dict], num_runs: int, label_keys: Sequence[str]
