@@ -1140,6 +1140,33 @@ def long_runs_game_notes() -> str:
             f"uniform (`{LONG_RUNS}`).")
 
 
+def long_runs_mpe_notes() -> str:
+    """What the policies do at the end of each MPE run at the paper's settings: each
+    member's policy entropy and betas over the last 10% of updates."""
+    from dpo_jax.envs import make_env
+
+    d = load(LONG_RUNS)
+    jobs = [j for j in d["jobs"] if j["env"].startswith("mpe_")]
+    if not jobs:
+        return "No MPE run is in the results yet."
+    lines = ["| task | member | final return | policy entropy (nats) | KL per update | "
+             "beta_sqrt | beta_kl |", "|---|---|---|---|---|---|---|"]
+    actions = set()
+    for job in jobs:
+        actions.add(make_env(job["env"], **job["env_kwargs"]).action_spec.num_actions)
+        for name, e in job["entries"].items():
+            t = e["tail"]
+            lines.append(f"| {job['env']} | {name} | {e['mean']:.3f} | {t['entropy']:.3f} | "
+                         f"{t['kl']:.4f} | "
+                         + " | ".join(f"{t[b]:.4f}" if b in t else "-"
+                                      for b in ("beta_sqrt", "beta_kl")) + " |")
+    uniform = ", ".join(f"ln {a} = {math.log(a):.2f}" for a in sorted(actions))
+    return "\n".join(lines + [
+        "", f"Each run's mean over the last 10% of its updates, then the mean over runs and "
+        f"agents; the uniform policy's entropy: {uniform}; `-`: the member has no such "
+        f"penalty.", "", source(LONG_RUNS, d)])
+
+
 def entropy_diagnostic() -> str:
     """DPO and IPPO on the paper-size game with and without the entropy bonus."""
     path = "benchmarks/results/long_runs/entropy_diagnostic.json"
