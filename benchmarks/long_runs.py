@@ -214,11 +214,11 @@ def analyse(outs: list[pathlib.Path], points: int, reps: int,
     improvement = stats.improvement(normalised, pairs, reps=reps) if pairs else {}
     env_steps = max(e["env_steps"] for e in entries.values())
     folders = []
-    for out, log in zip(outs, logs):
+    for r, out, log in zip(loaded, outs, logs):
         path = out / "summary.json"  # none while a job runs, or after it was killed
-        summary = json.loads(path.read_text()) if path.exists() else {"status": "unfinished"}
+        summary = json.loads(path.read_text()) if path.exists() else {}
         folders.append({"folder": out.name, "command": summary.get("command"),
-                        "machine": summary.get("machine"), "status": summary.get("status"),
+                        "machine": summary.get("machine"), "status": r.status,
                         "sittings": sittings(log)})
     return {
         "name": "+".join(out.name for out in outs), "env": task,

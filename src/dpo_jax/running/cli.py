@@ -392,7 +392,6 @@ def plot_command(args: PlotArgs, argv: Sequence[str] = ()) -> int:
     records the command line ``argv``)."""
     import shlex
 
-    from dpo_jax.envs import make_env
     from dpo_jax.running import stats
     from dpo_jax.running.jobs import provenance, recorded_random_return
     from dpo_jax.running.plots import plot_curves
@@ -415,9 +414,7 @@ def plot_command(args: PlotArgs, argv: Sequence[str] = ()) -> int:
         if any(task in by_task for by_task in raw.values()):
             task = f"{task} ({out.name})"
         if args.metric == "episode_return":  # also of a job killed before its summary
-            spec = RunSpec.load(out)
-            random[task], _ = recorded_random_return(
-                out, spec, make_env(spec.env, **spec.env_kwargs))
+            random[task], _ = recorded_random_return(out, RunSpec.load(out))
         ref = task_reference(out, args.metric, named)
         if ref is not None:
             reference[task] = ref

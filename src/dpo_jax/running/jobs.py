@@ -516,17 +516,19 @@ def load(out: str | pathlib.Path) -> Results:
     return results
 
 
-def recorded_random_return(out: pathlib.Path, spec: RunSpec, env: MultiAgentEnv
-                           ) -> tuple[float, str]:
+def recorded_random_return(out: pathlib.Path, spec: RunSpec,
+                           env: Optional[MultiAgentEnv] = None) -> tuple[float, str]:
     """A job folder's random-policy return and status, from its ``summary.json``; a
     job that has none (it still runs, or was killed before a sitting ended: the
     summary is written at the end of each) gets the return computed as the job
-    computes it at its start (:func:`_random_return`, same seed) and the status
-    ``unfinished``, so that the updates it logged can be read and compared."""
+    computes it at its start (:func:`_random_return`, same seed, on ``env`` or the
+    spec's env, made only then) and the status ``unfinished``, so that the updates
+    it logged can be read and compared."""
     from dpo_jax.running.results import read_json
 
     path = out / "summary.json"
     if not path.exists():
+        env = env if env is not None else make_env(spec.env, **spec.env_kwargs)
         return _random_return(env, spec.seed + 1), "unfinished"
     summary = read_json(path, "the job's summary")
     return float(summary["random_return"]), str(summary.get("status", "unknown"))
