@@ -28,7 +28,9 @@ trained as two jobs), analysed as one comparison. Per comparison:
   ``(J/J* - J_random/J*) / (1 - J_random/J*)`` (random policy 0, the optimum 1;
   ``J_random`` the uniform policy's exact J, :func:`game_reference`),
   elsewhere the return minus the random policy's; IQM with its 95% stratified-
-  bootstrap interval per entry and P(member > IPPO).
+  bootstrap interval per entry and P(member > IPPO);
+- each of DPO's ablations (``ABLATIONS``: DPO w/o sqrt, i.e. IPPO-KL, and DPO w/o kl)
+  - DPO, as DPO - IPPO (``versus_dpo``): the paper's Fig. 5 and 8 show them behind DPO.
 
 Also recorded per folder: its command, status and number of sittings (the program
 header lines, ``pg:`` / ``iql:`` / ``iddpg:``, in its log, ``--log``); per comparison
@@ -100,6 +102,36 @@ def ippo_of(entry: str) -> str:
     (``"dpo entropy_coef=0"`` -> ``"ippo entropy_coef=0"``; ``"dpo"`` -> ``"ippo"``)."""
     algo, _, labels = entry.partition(" ")
     return f"ippo {labels}" if labels else "ippo"
+
+
+ABLATIONS = ("dpo_no_sqrt", "ippo_kl", "dpo_no_kl")
+"""DPO's ablations (Fig. 5 and 8 of the paper: DPO without one of its two penalties;
+``ippo_kl`` is DPO w/o sqrt), each also compared with DPO."""
+
+
+def dpo_of(entry: str) -> Optional[str]:
+    """The DPO entry an ablation is compared with (the same sweep labels), or None
+    for an entry that is not one of :data:`ABLATIONS`."""
+    algo, _, labels = entry.partition(" ")
+    if algo not in ABLATIONS:
+        return None
+    return f"dpo {labels}" if labels else "dpo"
+
+
+def compare(member: tuple[np.ndarray, np.ndarray], ref: tuple[np.ndarray, np.ndarray],
+            member_final: list[float], ref_final: list[float], points: int
+            ) -> dict[str, Any]:
+    """Welch's 95% interval of member - ref at the end (the final scores) and at
+    ``points`` evenly spaced env-step counts along ref's curve (window means)."""
+    member_steps, values = member
+    steps, ref_values = ref
+    width = WINDOW * float(steps[-1])
+    along = []
+    for stop in np.linspace(width, float(steps[-1]), points):
+        a = window_means(member_steps, values, stop, width)
+        b = window_means(steps, ref_values, stop, width)
+        along.append({"env_steps": int(round(stop)), **welch(a, b)})
+    return {"end": welch(member_final, ref_final), "along": along}
 
 
 def window_means(steps: np.ndarray, values: np.ndarray, stop: float, width: float
@@ -185,20 +217,14 @@ def analyse(outs: list[pathlib.Path], points: int, reps: int,
                          "ci95": float(half) if len(final) > 1 else float("nan"),
                          "runs": int(values.shape[0]), "env_steps": int(steps[-1]),
                          "score": scored[name], "tail": tail}
-    versus: dict[str, Any] = {}
-    for name, (member_steps, values) in curves.items():
-        ref = ippo_of(name)
-        if name == ref or ref not in curves:
-            continue
-        steps, ippo = curves[ref]
-        width = WINDOW * float(steps[-1])
-        end = welch(entries[name]["final"], entries[ref]["final"])
-        along = []
-        for stop in np.linspace(width, float(steps[-1]), points):
-            a = window_means(member_steps, values, stop, width)
-            b = window_means(steps, ippo, stop, width)
-            along.append({"env_steps": int(round(stop)), **welch(a, b)})
-        versus[name] = {"against": ref, "end": end, "along": along}
+    versus: dict[str, dict[str, Any]] = {"ippo": {}, "dpo": {}}
+    for name in curves:
+        for against, ref in (("ippo", ippo_of(name)), ("dpo", dpo_of(name))):
+            if ref is None or name == ref or ref not in curves:
+                continue
+            versus[against][name] = {"against": ref, **compare(
+                curves[name], curves[ref], entries[name]["final"], entries[ref]["final"],
+                points)}
     task = res.spec.env
     raw = {name: {task: np.asarray(e["final"])} for name, e in entries.items()}
     if game:
@@ -225,7 +251,7 @@ def analyse(outs: list[pathlib.Path], points: int, reps: int,
         "env_kwargs": dict(res.spec.env_kwargs), "metric": metric, "folders": folders,
         "random_return": random, "reference": reference, "env_steps": env_steps,
         "reference_steps": REFERENCE_STEPS, "fraction": env_steps / REFERENCE_STEPS,
-        "entries": entries, "versus_ippo": versus,
+        "entries": entries, "versus_ippo": versus["ippo"], "versus_dpo": versus["dpo"],
         "rliable": {"normalisation": how,
                     "iqm": {k: v["IQM"] for k, v in iqm.items()},
                     "probability_of_improvement": improvement}}
@@ -315,7 +341,7 @@ def main() -> None:
         for name, e in job["entries"].items():
             print(f"  {name:<14} {e['mean']:9.3f} +- {e['ci95']:.3f}  ({e['runs']} runs, "
                   f"{e['env_steps']:,} steps)")
-        for name, v in job["versus_ippo"].items():
+        for name, v in [*job["versus_ippo"].items(), *job["versus_dpo"].items()]:
             end = v["end"]
             print(f"  {name} - {v['against']} at the end: {end['diff']:+.3f} [{end['low']:+.3f}, "
                   f"{end['high']:+.3f}] {end['verdict']}; along the curve: "

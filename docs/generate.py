@@ -1066,6 +1066,27 @@ def long_runs() -> str:
     return "\n".join(out)
 
 
+def long_runs_ablations() -> str:
+    """Per long comparison: each of DPO's ablations against DPO (the paper's Fig. 5
+    and 8 show them behind DPO), Welch at the end and along the curve."""
+    from dpo_jax.running.jobs import display_name
+
+    d = load(LONG_RUNS)
+    lines = ["| task, settings | ablation | final score | DPO's | - DPO at the end (Welch 95%) "
+             "| along the curve |", "|---|---|---|---|---|---|"]
+    for job in d["jobs"]:
+        what = dict(LONG_RUNS_PLANNED).get(job["folders"][0]["folder"], job["env"])
+        for name, v in job.get("versus_dpo", {}).items():
+            e, ref = job["entries"][name], job["entries"][v["against"]]
+            along = "".join(_ALONG.get(a["verdict"], "?") for a in v["along"])
+            lines.append(f"| {what} | {display_name(name)} | {e['mean']:.3f} | "
+                         f"{ref['mean']:.3f} | {_welch_cell(v)} | `{along}` |")
+    return "\n".join(lines + [
+        "", "Scores as in the table above (J/J* on the game, the return on MPE); `+` ahead "
+        "of DPO, `-` behind, `=` level, at the same 10 points along the curve.", "",
+        source(LONG_RUNS, d)])
+
+
 LONG_RUNS_PLANNED = (
     ("game_paper", "the paper-size stochastic game at the paper's settings"),
     ("game_authors", "the paper-size stochastic game at the authors' settings (pooled samples)"),

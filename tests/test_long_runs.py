@@ -59,21 +59,23 @@ def test_sittings_count_the_first_program_s_headers(tmp_path):
 
 @pytest.fixture(scope="module")
 def game_job(tmp_path_factory):
-    """IPPO and IQL on a small stochastic game, one job folder."""
+    """DPO, IPPO, DPO w/o kl and IQL on a small stochastic game, one job folder."""
     from dpo_jax.running import cli
 
     out = tmp_path_factory.mktemp("long") / "job"
     assert cli.main(["train", "stochastic_game_small", "--env-arg", "num_states=4",
                      "episode_length=5", "--num-envs", "4", "--num-steps", "5",
                      "--num-epochs", "1", "--num-minibatches", "1", "--total-timesteps", "200",
-                     "--algos", "ippo", "iql", "--seeds", "2", "--hidden-size", "8",
+                     "--algos", "dpo", "ippo", "dpo_no_kl", "iql", "--seeds", "2", "--hidden-size", "8",
                      "--progress", "1", "--out", str(out)]) == 0
     return out
 
 
-def final(out: pathlib.Path, file: str, key: str) -> np.ndarray:
-    """Each run's mean over its last 10% of updates, straight from the JSONL rows."""
+def final(out: pathlib.Path, file: str, key: str, algo: str | None = None) -> np.ndarray:
+    """Each run's mean over its last 10% of updates, straight from the JSONL rows (of
+    ``algo``'s runs only, if given)."""
     rows = [json.loads(line) for line in (out / file).read_text().splitlines()]
+    rows = [r for r in rows if algo is None or r["algo"] == algo]
     runs = sorted({r["run"] for r in rows})
     values = [[r[key] for r in sorted(rows, key=lambda r: r["update"]) if r["run"] == run]
               for run in runs]
@@ -93,9 +95,25 @@ def test_a_job_with_iql_scores_its_recurrent_policy_by_greedy_episodes(game_job)
                                final(game_job, "metrics_iql.jsonl", "optimality_ratio").mean(),
                                rtol=1e-6)
     np.testing.assert_allclose(ippo["final"], final(game_job, "metrics.jsonl",
-                                                    "optimality_ratio"), rtol=1e-6)
+                                                    "optimality_ratio", "ippo"), rtol=1e-6)
     assert iql["score"].startswith("greedy") and ippo["score"] == "exact J/J*"
     assert got["versus_ippo"]["iql"]["against"] == "ippo"
+
+
+def test_an_ablation_is_compared_with_dpo_and_with_ippo(game_job):
+    """DPO w/o kl - DPO and - IPPO at the end: scipy's Welch interval on each run's final
+    J/J* read straight from the JSONL rows; DPO itself and IQL have no DPO comparison."""
+    got = long_runs.analyse([game_job], points=3, reps=50, logs=[None])
+    runs = {algo: final(game_job, "metrics.jsonl", "optimality_ratio", algo)
+            for algo in ("dpo", "ippo", "dpo_no_kl")}
+    assert set(got["versus_dpo"]) == {"dpo_no_kl"}
+    for against, key in (("dpo", "versus_dpo"), ("ippo", "versus_ippo")):
+        v = got[key]["dpo_no_kl"]
+        ci = stats.ttest_ind(runs["dpo_no_kl"], runs[against],
+                             equal_var=False).confidence_interval(0.95)
+        assert v["against"] == against and len(v["along"]) == 3
+        np.testing.assert_allclose([v["end"]["low"], v["end"]["high"]], [ci.low, ci.high],
+                                   rtol=1e-5)
 
 
 def test_iql_s_summaries_lead_with_its_greedy_episodes_and_name_the_proxy(game_job):
@@ -114,7 +132,7 @@ def test_iql_s_summaries_lead_with_its_greedy_episodes_and_name_the_proxy(game_j
                                                                          rel=1e-6)
     assert "final_optimality_ratio_mean" not in iql
     assert ippo["final_optimality_ratio_mean"] == pytest.approx(
-        final(game_job, "metrics.jsonl", "optimality_ratio").mean(), rel=1e-6)
+        final(game_job, "metrics.jsonl", "optimality_ratio", "ippo").mean(), rel=1e-6)
     table = dpo_jax.load(game_job).summary()
     assert table.loc["iql", "final_greedy_optimality_ratio"] == pytest.approx(greedy.mean(),
                                                                              rel=1e-6)
