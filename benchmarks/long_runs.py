@@ -97,11 +97,16 @@ def sittings(log: Optional[pathlib.Path]) -> Optional[int]:
     return heads.count(heads[0]) if heads else 0
 
 
+def same_labels(entry: str, algo: str) -> str:
+    """``algo``'s entry with ``entry``'s sweep labels (``("dpo entropy_coef=0",
+    "ippo")`` -> ``"ippo entropy_coef=0"``; ``("dpo", "ippo")`` -> ``"ippo"``)."""
+    _, _, labels = entry.partition(" ")
+    return f"{algo} {labels}" if labels else algo
+
+
 def ippo_of(entry: str) -> str:
-    """The IPPO entry an entry is compared with: the one with the same sweep labels
-    (``"dpo entropy_coef=0"`` -> ``"ippo entropy_coef=0"``; ``"dpo"`` -> ``"ippo"``)."""
-    algo, _, labels = entry.partition(" ")
-    return f"ippo {labels}" if labels else "ippo"
+    """The IPPO entry an entry is compared with: the one with the same sweep labels."""
+    return same_labels(entry, "ippo")
 
 
 ABLATIONS = ("dpo_no_sqrt", "ippo_kl", "dpo_no_kl")
@@ -112,10 +117,7 @@ ABLATIONS = ("dpo_no_sqrt", "ippo_kl", "dpo_no_kl")
 def dpo_of(entry: str) -> Optional[str]:
     """The DPO entry an ablation is compared with (the same sweep labels), or None
     for an entry that is not one of :data:`ABLATIONS`."""
-    algo, _, labels = entry.partition(" ")
-    if algo not in ABLATIONS:
-        return None
-    return f"dpo {labels}" if labels else "dpo"
+    return same_labels(entry, "dpo") if entry.partition(" ")[0] in ABLATIONS else None
 
 
 def compare(member: tuple[np.ndarray, np.ndarray], ref: tuple[np.ndarray, np.ndarray],

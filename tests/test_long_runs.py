@@ -66,7 +66,8 @@ def game_job(tmp_path_factory):
     assert cli.main(["train", "stochastic_game_small", "--env-arg", "num_states=4",
                      "episode_length=5", "--num-envs", "4", "--num-steps", "5",
                      "--num-epochs", "1", "--num-minibatches", "1", "--total-timesteps", "200",
-                     "--algos", "dpo", "ippo", "dpo_no_kl", "iql", "--seeds", "2", "--hidden-size", "8",
+                     "--algos", "dpo", "ippo", "dpo_no_kl", "iql", "--seeds", "2",
+                     "--hidden-size", "8",
                      "--progress", "1", "--out", str(out)]) == 0
     return out
 
